@@ -1,0 +1,112 @@
+"""Config validation against ``workflow/schemas/config.schema.yaml``.
+
+The schema is the single description of every key: it fills defaults in place and rejects
+unknown keys. The same check runs in the Snakefile (at parse time, so ``snakemake -n`` already
+fails on a bad config) and in the CLI (so a hand-run command is held to the same rules).
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from mixer.errors import ConfigError
+
+SCHEMA_HINT = "Every key is described in workflow/schemas/config.schema.yaml."
+
+
+SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def schema() -> dict:
+    # The package is installed editable (README): the schema stays where Snakemake users
+    # expect it, in workflow/schemas/, and both the workflow and the CLI read that one file.
+    if not SCHEMA_FILE.is_file():
+        raise ConfigError(
+            f"config schema {SCHEMA_FILE} not found. Fix: install mixer-bench editable from "
+            "its repository (pip install -e .)."
+        )
+    return yaml.safe_load(SCHEMA_FILE.read_text())
+
+
+def _with_defaults(base):
+    check_properties = base.VALIDATORS["properties"]
+
+    def fill_then_check(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for key, prop in properties.items():
+                if "default" in prop and key not in instance:
+                    instance[key] = copy.deepcopy(prop["default"])
+        yield from check_properties(validator, properties, instance, subschema)
+
+    return validators.extend(base, {"properties": fill_then_check})
+
+
+DefaultFillingValidator = _with_defaults(Draft202012Validator)
+
+
+def validate_config(config: dict) -> dict:
+    """Fill defaults into ``config`` in place and raise one ConfigError listing every problem."""
+    full = schema()
+    errors = sorted(
+        DefaultFillingValidator(full).iter_errors(config), key=lambda e: list(map(str, e.path))
+    )
+    if errors:
+        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid config:\n{lines}\n{SCHEMA_HINT}")
+    _check_systems(config)
+    return config
+
+
+def validate_dataset_spec(name: str, spec: dict) -> dict:
+    """Validate one dataset entry (as passed by the workflow rule) and fill its defaults."""
+    return validate_config({"datasets": {name: spec}})["datasets"][name]
+
+
+def load_config(path: str | Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} not found. Fix: pass an existing YAML file.")
+    try:
+        config = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys at top level")
+    return validate_config(config)
+
+
+def _where(error) -> str:
+    return ".".join(str(p) for p in error.absolute_path) or "(top level)"
+
+
+def _describe(error) -> str:
+    where = _where(error)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        keys = ", ".join(f"'{'.'.join([*map(str, error.absolute_path), k])}'" for k in unknown)
+        return f"unknown key {keys}; allowed keys here: {', '.join(allowed)}"
+    if error.validator == "enum":
+        return f"{where}: {error.instance!r} is not one of {error.validator_value}"
+    if error.validator == "type":
+        return f"{where}: {error.instance!r} has the wrong type, expected {error.validator_value}"
+    return f"{where}: {error.message}"
+
+
+def _check_systems(config: dict) -> None:
+    from mixer.data.systems import resolve_system
+
+    for name, spec in config.get("datasets", {}).items():
+        if spec["generator"] != "ode":
+            continue
+        if not spec["systems"]:
+            raise ConfigError(f"datasets.{name}.systems: generator 'ode' needs at least one system")
+        for system in spec["systems"]:
+            try:
+                resolve_system(system)
+            except ConfigError as err:
+                raise ConfigError(f"datasets.{name}.systems: {err}") from None

@@ -1,0 +1,121 @@
+"""The three protocol families of DATASETS.md §1-§3 (CoDA / NCF benchmarks)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+
+from mixer.data.systems import ODESystem, Protocol, nearest_family
+
+
+def _product(**values) -> list[dict[str, float]]:
+    names = list(values)
+    return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+class LotkaVolterra(ODESystem):
+    """dx/dt = alpha x - beta x y, dy/dt = delta x y - gamma y; families = values of delta."""
+
+    name = "lotka_volterra"
+    state_dim = 2
+    reference = {"alpha": 0.5, "beta": 0.75, "gamma": 0.5, "delta": 0.75}
+    varied = ("beta", "delta")
+    ic_low, ic_high = (1.0, 1.0), (2.0, 2.0)
+    dt, n_points = 0.5, 20
+
+    def vector_field(self, y, p):
+        x, v = y[..., 0], y[..., 1]
+        return np.stack(
+            [p["alpha"] * x - p["beta"] * x * v, p["delta"] * x * v - p["gamma"] * v], axis=-1
+        )
+
+    def protocol(self):
+        deltas = [0.5, 0.75, 1.0]
+        train = _product(beta=[0.5, 0.75, 1.0], delta=deltas)
+        adapt = _product(beta=[0.625, 1.125], delta=[0.625, 1.125])
+        return Protocol(
+            train,
+            [deltas.index(p["delta"]) for p in train],
+            adapt,
+            [nearest_family(p["delta"], deltas) for p in adapt],
+        )
+
+
+class Glycolytic(ODESystem):
+    """The 7-D glycolytic oscillator (Daniels & Nemenman); families = values of k1."""
+
+    name = "glycolytic"
+    state_dim = 7
+    reference = {
+        "J0": 2.5, "k1": 100.0, "k2": 6.0, "k3": 16.0, "k4": 100.0, "k5": 1.28, "k6": 12.0,
+        "K1": 0.75, "q": 4.0, "N": 1.0, "A": 4.0, "kappa": 13.0, "psi": 0.1, "k": 1.8,
+    }  # fmt: skip
+    varied = ("k1", "K1")
+    ic_low = (0.15, 0.19, 0.04, 0.10, 0.08, 0.14, 0.05)
+    ic_high = (1.60, 2.16, 0.20, 0.35, 0.30, 2.67, 0.10)
+    dt, n_points = 0.05, 20
+
+    def vector_field(self, y, p):
+        s1, s2, s3, s4, s5, s6, s7 = (y[..., i] for i in range(7))
+        r1 = p["k1"] * s1 * s6 / (1.0 + (s6 / p["K1"]) ** p["q"])
+        r2 = p["k2"] * s2 * (p["N"] - s5)
+        r3 = p["k3"] * s3 * (p["A"] - s6)
+        r4 = p["k4"] * s4 * s5
+        r6 = p["k6"] * s2 * s5
+        leak = p["kappa"] * (s4 - s7)
+        return np.stack(
+            [
+                p["J0"] - r1,
+                2 * r1 - r2 - r6,
+                r2 - r3,
+                r3 - r4 - leak,
+                r2 - r4 - r6,
+                -2 * r1 + 2 * r3 - p["k5"] * s6,
+                p["psi"] * leak - p["k"] * s7,
+            ],
+            axis=-1,
+        )
+
+    def protocol(self):
+        k1s = [100.0, 90.0, 80.0]
+        train = _product(k1=k1s, K1=[1.0, 0.75, 0.5])
+        adapt = _product(k1=[85.0, 95.0], K1=[0.625, 0.875])
+        return Protocol(
+            train,
+            [k1s.index(p["k1"]) for p in train],
+            adapt,
+            [nearest_family(p["k1"], k1s) for p in adapt],
+        )
+
+
+class Selkov(ODESystem):
+    """dx/dt = -x + a y + x^2 y, dy/dt = b - a y - x^2 y; families = three regimes of b."""
+
+    name = "selkov"
+    state_dim = 2
+    reference = {"a": 0.1, "b": 0.0}
+    varied = ("b",)
+    ic_low, ic_high = (0.0, 0.0), (3.0, 3.0)
+    dt, n_points = 4.0, 11
+
+    regimes = ((-1.0, -0.25), (-0.1, 0.1), (0.25, 1.0))
+
+    def vector_field(self, y, p):
+        x, v = y[..., 0], y[..., 1]
+        x2v = x * x * v
+        return np.stack([-x + p["a"] * v + x2v, p["b"] - p["a"] * v - x2v], axis=-1)
+
+    def protocol(self):
+        train, family = [], []
+        for index, (low, high) in enumerate(self.regimes):
+            for b in np.linspace(low, high, 7):
+                train.append({"b": float(b)})
+                family.append(index)
+        adapt = [{"b": b} for b in (-1.25, -0.65, -0.05, 0.02, 0.6, 1.2)]
+        # An adaptation value belongs to the regime whose interval is closest to it.
+        adapt_family = [
+            int(np.argmin([max(lo - p["b"], 0.0, p["b"] - hi) for lo, hi in self.regimes]))
+            for p in adapt
+        ]
+        return Protocol(train, family, adapt, adapt_family)

@@ -1,0 +1,128 @@
+"""Dataset generators, by name: each turns a validated dataset spec into splits and metadata.
+
+A generator returns ``(splits, environments, extra_meta)`` where ``splits`` maps a split name
+to ``{"X": [E, N, T, d] float64, "t": [E, T] float64, "env_id": [E] int64}`` and
+``environments`` is the list of per-environment metadata dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mixer.data.design import design_environments
+from mixer.data.integrate import integrate
+from mixer.data.systems import resolve_system
+from mixer.errors import ConfigError, GenerationError
+
+# split -> role of the environments it holds
+SPLITS = {
+    "train": "train",
+    "val": "train",
+    "test": "train",
+    "adapt_support": "adapt",
+    "adapt_query": "adapt",
+}
+MAX_RESAMPLING_ROUNDS = 50
+
+GENERATORS: dict[str, Callable] = {}
+
+
+def register_generator(name: str):
+    def decorate(fn):
+        GENERATORS[name] = fn
+        return fn
+
+    return decorate
+
+
+def generate(spec: dict) -> tuple[dict, list[dict], dict]:
+    kind = spec["generator"]
+    if kind not in GENERATORS:
+        raise ConfigError(
+            f"unknown generator '{kind}'. Valid generators: {', '.join(sorted(GENERATORS))}"
+        )
+    return GENERATORS[kind](spec)
+
+
+def split_stream(seed: int, split: str, env_id: int) -> np.random.Generator:
+    """The initial-condition stream of one environment in one split.
+
+    Streams of different splits (and environments) are independent children of the dataset
+    seed, so no split reuses another's initial conditions and adding an environment does not
+    change the draws of the others.
+    """
+    split_index = list(SPLITS).index(split)
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(split_index, env_id)))
+
+
+@register_generator("ode")
+def generate_ode(spec: dict):
+    if not spec.get("systems"):
+        raise ConfigError("generator 'ode' needs a non-empty `systems` list")
+    systems = [resolve_system(name) for name in spec["systems"]]
+    envs = design_environments(systems, spec)
+    counts = spec["trajectories"]
+    splits, resampled = {}, {}
+    for split, role in SPLITS.items():
+        members = [e for e in envs if e.role == role]
+        if not members:
+            raise ConfigError(f"dataset has no '{role}' environments for split '{split}'")
+        grids = {e.system.name: e.system.time_grid() for e in members}
+        if len({len(g) for g in grids.values()}) > 1:
+            raise ConfigError(
+                "systems of one dataset must share the number of time points; got "
+                + ", ".join(f"{k}: {len(g)}" for k, g in grids.items())
+            )
+        blocks = []
+        for system_name in dict.fromkeys(e.system.name for e in members):
+            group = [e for e in members if e.system.name == system_name]
+            block, n_redrawn = _trajectories(group, counts[split], spec["seed"], split)
+            blocks.append(block)
+            resampled[system_name] = resampled.get(system_name, 0) + n_redrawn
+        dims = {b.shape[-1] for b in blocks}
+        if len(dims) > 1:
+            raise ConfigError(f"systems of one dataset must share the state dimension; got {dims}")
+        X = np.concatenate(blocks, axis=0)
+        splits[split] = {
+            "X": X,
+            "t": np.stack([grids[e.system.name] for e in members]),
+            "env_id": np.array([e.id for e in members], dtype=np.int64),
+        }
+    extra = {"resampled_initial_conditions": resampled}
+    return splits, [e.to_json() for e in envs], extra
+
+
+def _trajectories(group, n_traj, seed, split):
+    """[len(group), n_traj, T, d] for environments of one system; counts resampled ICs."""
+    system = group[0].system
+    low, high = np.asarray(system.ic_low), np.asarray(system.ic_high)
+    streams = [split_stream(seed, split, e.id) for e in group]
+    y0 = np.stack([rng.uniform(low, high, size=(n_traj, system.state_dim)) for rng in streams])
+    params = {
+        k: np.repeat([e.params[k] for e in group], n_traj).astype(np.float64)
+        for k in system.reference
+    }
+    t = system.time_grid()
+    flat_y0 = y0.reshape(-1, system.state_dim)
+    X = integrate(system, flat_y0, params, t)
+    bad = ~system.admissible(X)
+    redrawn = 0
+    for _ in range(MAX_RESAMPLING_ROUNDS):
+        if not bad.any():
+            break
+        idx = np.flatnonzero(bad)
+        redrawn += len(idx)
+        for i in idx:  # a redraw comes from the stream of the trajectory's own environment
+            flat_y0[i] = streams[i // n_traj].uniform(low, high)
+        sub = integrate(system, flat_y0[idx], {k: v[idx] for k, v in params.items()}, t)
+        X[idx] = sub
+        bad[idx] = ~system.admissible(sub)
+    if bad.any():
+        raise GenerationError(
+            f"system '{system.name}', split '{split}': {int(bad.sum())} trajectories still "
+            f"not admissible after {MAX_RESAMPLING_ROUNDS} rounds of resampling. "
+            "Fix: narrow the system's initial-condition box or shorten its horizon."
+        )
+    return X.reshape(len(group), n_traj, len(t), system.state_dim), redrawn
