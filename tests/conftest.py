@@ -1,0 +1,32 @@
+"""Shared fixtures: small generated datasets, built once per test session."""
+
+from __future__ import annotations
+
+import pytest
+
+from mixer.data.odebench import ODEBENCH10
+from tests.helpers import SMALL_TRAJECTORIES, build
+
+
+@pytest.fixture(scope="session")
+def lotka_volterra(tmp_path_factory):
+    return build(tmp_path_factory, "lv", generator="ode", systems=["lotka_volterra"])
+
+
+@pytest.fixture(scope="session")
+def odebench10(tmp_path_factory):
+    return build(
+        tmp_path_factory,
+        "odebench",
+        generator="ode",
+        systems=list(ODEBENCH10),
+        envs_per_family=5,
+        trajectories=SMALL_TRAJECTORIES,
+    )
+
+
+@pytest.fixture(scope="session")
+def control_charts(tmp_path_factory):
+    return build(
+        tmp_path_factory, "cc", generator="control_charts", series_per_class=40, train_per_class=5
+    )
