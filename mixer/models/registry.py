@@ -1,0 +1,60 @@
+"""Backbone names -> expert-bank classes, and builders that check a model config."""
+
+from __future__ import annotations
+
+import torch
+
+from mixer.errors import ConfigError
+from mixer.models.base import Expert, as_generator
+from mixer.models.coda import CoDAExpert
+from mixer.models.geps import GEPSExpert
+from mixer.models.moe import MixtureOfExperts, expert_context_dim
+from mixer.models.ncf import NCFExpert
+
+BACKBONES: dict[str, type[Expert]] = {
+    "ncf": NCFExpert,
+    "coda": CoDAExpert,
+    "geps": GEPSExpert,
+}
+
+
+def backbone_class(name: str) -> type[Expert]:
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown backbone {name!r}; valid names: {', '.join(BACKBONES)}")
+    return BACKBONES[name]
+
+
+def build_mixture(
+    backbone: str,
+    state_dim: int,
+    context_dim: int,
+    n_experts: int,
+    *,
+    width: int = 64,
+    depth: int = 3,
+    activation: str = "silu",
+    split_context: bool = False,
+    gate_mode: str = "refit",
+    dense: bool = False,
+    generator: torch.Generator | int | None = None,
+) -> MixtureOfExperts:
+    """An expert bank of the named backbone wrapped in a gate; d_ξ is the full context size."""
+    cls = backbone_class(name=backbone)
+    gen = as_generator(generator)  # one generator for bank then gate: deterministic from a seed
+    experts = cls(
+        state_dim,
+        expert_context_dim(context_dim, n_experts, split_context),
+        n_experts,
+        width=width,
+        depth=depth,
+        activation=activation,
+        generator=gen,
+    )
+    return MixtureOfExperts(
+        experts,
+        context_dim,
+        split_context=split_context,
+        gate_mode=gate_mode,
+        dense=dense,
+        generator=gen,
+    )
