@@ -1,4 +1,4 @@
-# mixer-bench workflow: config -> datasets (-> runs -> metrics -> tables, figures, report).
+# mixer-bench workflow: config -> datasets -> trained cells -> metrics (-> tables, figures, report).
 # Logic lives in the `mixer` package; rule files only wire paths to `mixer` commands.
 from mixer.config import validate_config
 
@@ -11,10 +11,15 @@ validate_config(config)
 
 wildcard_constraints:
     dataset=r"[A-Za-z0-9_-]+",
+    regime=r"[A-Za-z0-9_.-]+",
+    method=r"[A-Za-z0-9_.-]+",
+    seed=r"\d+",
 
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/evaluate.smk"
 
 
 rule all:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -24,6 +25,23 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--dataset", required=True, help="dataset name (a key of `datasets`)")
     gen.add_argument("--out", type=Path, required=True, help="output folder")
     gen.set_defaults(run=_generate)
+
+    train = commands.add_parser("train", help="train one benchmark cell")
+    source = train.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", type=Path, help="config YAML (with --method and --regime)")
+    source.add_argument("--spec", help="the cell's resolved config as JSON (used by the workflow)")
+    train.add_argument("--method", help="method name (a key of `methods`), with --config")
+    train.add_argument("--regime", default="default", help="regime name, with --config")
+    train.add_argument("--dataset-dir", type=Path, required=True, help="generated dataset folder")
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--out", type=Path, required=True, help="the cell's run folder")
+    train.set_defaults(run=_train)
+
+    evaluate = commands.add_parser("evaluate", help="score a trained cell into metrics.json")
+    evaluate.add_argument("--model", type=Path, required=True, help="model.pt of the cell")
+    evaluate.add_argument("--dataset-dir", type=Path, required=True)
+    evaluate.add_argument("--out", type=Path, required=True, help="metrics.json to write")
+    evaluate.set_defaults(run=_evaluate)
 
     args = parser.parse_args(argv)
     try:
@@ -72,6 +90,50 @@ def _generate(args) -> int:
     shapes = ", ".join(f"{k} {v}" for k, v in written["splits"].items())
     print(f"{args.dataset}: {len(environments)} environments ({shapes}) in {seconds:.1f} s")
     print(f"content hash {written['content_hash']} -> {args.out}")
+    return 0
+
+
+def _one_thread() -> None:
+    # Torch is fastest here with one thread per process; Snakemake runs jobs in parallel.
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("MIXER_THREADS", "1")))
+
+
+def _train(args) -> int:
+    from mixer.config import load_config
+    from mixer.run import cell_config, train_cell
+
+    _one_thread()
+    if args.config is not None:
+        if not args.method:
+            raise ConfigError("--method is required with --config")
+        config = load_config(args.config)
+        if args.method not in config["methods"]:
+            raise ConfigError(f"method '{args.method}' is not in {args.config}")
+        if args.regime not in config["regimes"]:
+            raise ConfigError(f"regime '{args.regime}' is not in {args.config}")
+        cfg = cell_config(config, args.method, args.regime)
+    else:
+        try:
+            cfg = json.loads(args.spec)
+        except json.JSONDecodeError as err:
+            raise ConfigError(f"--spec is not valid JSON: {err}") from None
+    state = train_cell(cfg, args.dataset_dir, args.seed, args.out)
+    print(
+        f"{cfg['method']} seed {args.seed}: status {state['status']} {state['reason']}, "
+        f"{state['outer_steps']} outer steps in {state['train_seconds']:.1f} s -> {args.out}"
+    )
+    return 0
+
+
+def _evaluate(args) -> int:
+    from mixer.run import evaluate_cell
+
+    _one_thread()
+    out = evaluate_cell(args.model, args.dataset_dir, args.out)
+    shown = {k: out.get(k) for k in ("status", "rel_mse_id", "rel_mse_ood", "routing_purity")}
+    print(f"{args.out}: {shown}")
     return 0
 
 

@@ -58,6 +58,7 @@ def validate_config(config: dict) -> dict:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"invalid config:\n{lines}\n{SCHEMA_HINT}")
     _check_systems(config)
+    _check_experiments(config)
     return config
 
 
@@ -110,3 +111,47 @@ def _check_systems(config: dict) -> None:
                 resolve_system(system)
             except ConfigError as err:
                 raise ConfigError(f"datasets.{name}.systems: {err}") from None
+
+
+def _check_experiments(config: dict) -> None:
+    """Every name an experiment uses must exist, and every method must resolve cleanly."""
+    for i, exp in enumerate(config.get("experiments", [])):
+        for key in ("datasets", "methods", "regimes"):
+            known = config.get(key, {})
+            for name in exp[key]:
+                if name not in known:
+                    raise ConfigError(
+                        f"experiments[{i}].{key}: '{name}' is not defined under `{key}` "
+                        f"(defined: {', '.join(known) or 'none'})"
+                    )
+        for method in exp["methods"]:
+            for regime in exp["regimes"]:
+                method_config(config, method, regime)
+
+
+def method_config(config: dict, method: str, regime: str = "default") -> dict:
+    """The full configuration of one method in one regime: overrides merged and checked."""
+    from mixer.methods import method_class
+    from mixer.models import expert_context_dim
+
+    entry = copy.deepcopy(config["methods"][method])
+    method_class(entry["learner"])  # unknown learner -> ConfigError listing the valid ones
+    merged = {}
+    for block in ("training", "adaptation", "solver"):
+        merged[block] = {**config[block], **entry[block]}
+    check = {k: merged[k] for k in merged}
+    errors = list(DefaultFillingValidator(schema()).iter_errors(check))
+    if errors:
+        lines = "\n".join(f"  - methods.{method}.{_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid overrides of method '{method}':\n{lines}\n{SCHEMA_HINT}")
+    entry.update(merged)
+    knobs = config["regimes"].get(regime, {})
+    if knobs.get("n_experts") is not None:
+        entry["n_experts"] = knobs["n_experts"]
+    if entry["learner"] != "single" and entry["split_context"]:
+        try:
+            expert_context_dim(entry["context_dim"], entry["n_experts"], True)
+        except ConfigError as err:
+            raise ConfigError(f"methods.{method} (regime '{regime}'): {err}") from None
+    entry["method"], entry["regime"] = method, regime
+    return entry

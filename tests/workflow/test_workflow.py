@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -29,6 +30,16 @@ datasets:
     generator: control_charts
     series_per_class: 4
     train_per_class: 2
+training: {outer_steps: 2, n_ctx: 2, n_model: 2}
+adaptation: {steps: 3}
+methods:
+  mixer:
+    {learner: mixer, backbone: geps, n_experts: 3, context_dim: 3, width: 8, depth: 1}
+  single: {learner: single, backbone: coda, context_dim: 2, width: 8, depth: 1}
+seeds: [0, 1]
+experiments:
+  - datasets: [tiny_lv]
+    methods: [mixer, single]
 """
 
 pytestmark = pytest.mark.workflow
@@ -49,10 +60,18 @@ def snakemake(workdir, *args):
     )
 
 
-def test_dry_run_default_config_lists_every_dataset(workdir):
+def test_dry_run_default_config_lists_every_job(workdir):
+    from mixer.config import load_config
+
+    config = load_config(REPO / "config" / "config.yaml")
+    cells = sum(
+        len(e["datasets"]) * len(e["methods"]) * len(e["regimes"]) for e in config["experiments"]
+    ) * len(config["seeds"])
     run = snakemake(workdir, "-n", "--quiet", "rules")
     assert run.returncode == 0, run.stderr
-    assert re.search(r"^generate_dataset\s+6$", run.stdout, re.M), run.stdout
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
+    assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
+    assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
 
 
 def test_lint_is_clean(workdir):
@@ -69,6 +88,12 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
         ds = load_dataset(workdir / "results" / "data" / name)
         assert ds["train"].X.ndim == 4
         assert (workdir / "logs" / "generate_dataset" / f"{name}.log").is_file()
+    for method in ("mixer", "single"):
+        for seed in (0, 1):
+            cell = workdir / "results" / "runs" / "tiny_lv" / "default" / method / f"seed{seed}"
+            metrics = json.loads((cell / "metrics.json").read_text())
+            assert metrics["status"] == "ok" and metrics["outer_steps"] == 2
+            assert metrics["provenance"]["dataset_hash"]
     again = snakemake(workdir, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -4,6 +4,7 @@ import shlex
 
 from mixer.data import SPLITS
 from mixer.provenance import source_hash
+from mixer.run import cell_config
 
 
 def dataset_files(dataset):
@@ -22,5 +23,29 @@ def dataset_spec(wildcards):
     return shlex.quote(json.dumps(spec, sort_keys=True))
 
 
+def cell_spec(wildcards):
+    """The cell's resolved method config, shell-quoted JSON for `mixer train --spec`.
+
+    As a param it re-runs the cell whenever its method, regime, training or solver changes.
+    """
+    cfg = cell_config(config, wildcards.method, wildcards.regime)
+    return shlex.quote(json.dumps(cfg, sort_keys=True))
+
+
+def metrics_targets():
+    """metrics.json of every cell of every experiment, for every seed."""
+    return sorted(
+        {
+            f"results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json"
+            for exp in config["experiments"]
+            for dataset in exp["datasets"]
+            for regime in exp["regimes"]
+            for method in exp["methods"]
+            for seed in config["seeds"]
+        }
+    )
+
+
 def all_targets():
-    return [f for dataset in config["datasets"] for f in dataset_files(dataset)]
+    datasets = [f for dataset in config["datasets"] for f in dataset_files(dataset)]
+    return datasets + metrics_targets()

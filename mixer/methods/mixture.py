@@ -1,0 +1,210 @@
+"""MixER and the mixture variants (METHOD.md §3): one learner class, four gate policies.
+
+- ``mixer``: gate refitted every ``gate_every`` inner steps (K-means + Hungarian + ridge LS).
+- ``mixer-faithful``: the reference code's refit (L1 K-means that gives up, greedy assignment).
+- ``moe-gd``: gate trained by gradient (top-1 scaled by its probability, load balancing).
+- ``moe-frozen``: hard top-1 branch on a random gate that never learns (zero gradient).
+- ``single``: K = 1, the plain meta-learner trained by the same loop.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from mixer import gating
+from mixer.batch import EnvBatch
+from mixer.methods.base import Learner, register_method
+from mixer.models import build_mixture, rollout
+from mixer.optim import make_optimizer, mark_expert_stacked
+from mixer.training import train_alternating
+
+GATE_POLICIES = {
+    "mixer": ("refit", "hungarian"),
+    "mixer-faithful": ("refit", "faithful"),
+    "moe-gd": ("gd", None),
+    "moe-frozen": ("frozen", None),
+    "single": ("refit", None),
+}
+
+
+@register_method(*GATE_POLICIES)
+class MixtureLearner(Learner):
+    def __init__(self, cfg, state_dim, n_envs, device, seed):
+        super().__init__(cfg, state_dim, n_envs, device, seed)
+        self.gate_mode, self.refit_kind = GATE_POLICIES[cfg["learner"]]
+        n_experts = 1 if cfg["learner"] == "single" else cfg["n_experts"]
+        if self.refit_kind is not None:
+            gating.check_refit_feasible(n_envs, n_experts)
+        self.model = build_mixture(
+            cfg["backbone"],
+            state_dim,
+            cfg["context_dim"],
+            n_experts,
+            width=cfg["width"],
+            depth=cfg["depth"],
+            activation=cfg["activation"],
+            split_context=cfg["split_context"] and n_experts > 1,
+            gate_mode=self.gate_mode,
+            dense=cfg.get("dense", False),
+            generator=self.generator,
+        ).to(device)
+        for p in self.model.experts.parameters():
+            mark_expert_stacked(p)
+        init = torch.zeros(n_envs, cfg["context_dim"])
+        if cfg["context_init"] == "random" and self.refit_kind != "faithful":
+            init = 1e-2 * torch.randn(n_envs, cfg["context_dim"], generator=self.generator)
+        self.ctx = nn.Parameter(init.to(device))
+        self.solver = dict(cfg["solver"])
+        self.centroids = None
+        self.refits_done = self.refits_skipped = 0
+        self.skip_reasons: dict[str, int] = {}
+        self.nfe = 0
+        self._routed = torch.ones(n_experts, dtype=torch.bool, device=device)
+
+    # --- hooks of the alternating loop ---
+
+    def context_parameters(self):
+        return [self.ctx]
+
+    def model_parameters(self):
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def loss(self, batch: EnvBatch, envs=None):
+        sub = batch.subset(envs)
+        contexts = self.ctx if envs is None else self.ctx[envs]
+        field = self.model.vector_field(contexts)
+        pred = rollout(field, sub.x0, sub.t, **self.solver)
+        self.nfe += field.nfe
+        self._routed = torch.bincount(
+            self.model.route(contexts), minlength=self.model.n_experts
+        ).bool()
+        loss = (pred - sub.X).square().mean()
+        if self.gate_mode == "gd" and self.cfg["load_balancing"] > 0:
+            loss = loss + self.cfg["load_balancing"] * self.model.load_balancing_loss(contexts)
+        return loss
+
+    def active_experts(self):
+        return self._routed
+
+    def after_inner_step(self, batch, inner_step):
+        every = self.cfg["gate_every"]
+        warm = inner_step > self.cfg["gate_warmup"]
+        if self.refit_kind is not None and warm and every and inner_step % every == 0:
+            self.refit_gate(batch)
+
+    def log_extras(self):
+        return {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+
+    # --- the MixER update ---
+
+    def refit_gate(self, batch: EnvBatch) -> None:
+        contexts = self.ctx.detach()
+        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
+        K = self.model.n_experts
+        if self.refit_kind == "faithful":
+            result = gating.refit_gate_faithful(contexts, losses, K, self.generator)
+        else:
+            result = gating.refit_gate(
+                contexts,
+                losses,
+                K,
+                self.generator,
+                prev_centroids=self.centroids,
+                noise_std=self.cfg["gate_noise"],
+                ridge=self.cfg["gate_ridge"],
+            )
+        if result.skipped:
+            self.refits_skipped += 1
+            self.skip_reasons[result.reason] = self.skip_reasons.get(result.reason, 0) + 1
+            return
+        self.model.set_gate(result.gate)
+        self.centroids = result.centroids
+        self.refits_done += 1
+
+    # --- the Learner interface ---
+
+    def fit(self, train: EnvBatch, checkpoint=None):
+        return train_alternating(self, train, self.cfg["training"], checkpoint)
+
+    def predict(self, batch, contexts=None):
+        contexts = self.ctx if contexts is None else contexts
+        with torch.no_grad():
+            return rollout(self.model.vector_field(contexts), batch.x0, batch.t, **self.solver)
+
+    def contexts(self):
+        return self.ctx.detach()
+
+    def routing(self, contexts=None):
+        return self.model.route(self.ctx if contexts is None else contexts)
+
+    def adapt(self, support: EnvBatch) -> torch.Tensor:
+        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5)."""
+        cfg = self.cfg["adaptation"]
+        starts = [torch.zeros(self.cfg["context_dim"], device=self.device)]
+        if cfg["init"] == "multistart" and self.centroids is not None:
+            starts = list(self.centroids.to(self.device))
+        n_new, n_starts = support.n_envs, len(starts)
+        # Every start of every environment is one row of a single batch: [S·E_new, d_ξ].
+        init = torch.stack(starts).repeat_interleave(n_new, dim=0)
+        ctx = nn.Parameter(init.clone())
+        tiled = EnvBatch(
+            support.X.repeat(n_starts, 1, 1, 1),
+            support.t.repeat(n_starts, 1),
+            support.env_id,
+            support.family,
+        )
+        frozen = [p for p in self.model.parameters() if p.requires_grad]
+        for p in frozen:
+            p.requires_grad_(False)
+        # The hard gate can re-route a context mid-adaptation to a worse expert, so each row
+        # keeps the iterate with the lowest support loss seen (support data only).
+        best_ctx, best_loss = ctx.detach().clone(), torch.full((len(init),), float("inf"))
+        try:
+            opt = make_optimizer(cfg["optimizer"], [ctx], cfg["lr"])
+            for step in range(cfg["steps"] + 1):
+                opt.zero_grad(set_to_none=True)
+                pred = rollout(self.model.vector_field(ctx), tiled.x0, tiled.t, **self.solver)
+                per_row = (pred - tiled.X).square().mean(dim=(1, 2, 3))
+                better = per_row.detach() < best_loss.to(per_row.device)
+                best_loss = torch.where(better, per_row.detach(), best_loss.to(per_row.device))
+                best_ctx = torch.where(better.unsqueeze(1), ctx.detach(), best_ctx)
+                if step == cfg["steps"]:
+                    break
+                per_row.sum().backward()
+                opt.step()
+        finally:
+            for p in frozen:
+                p.requires_grad_(True)
+        best = best_loss.view(n_starts, n_new).argmin(dim=0)  # best start per environment
+        return best_ctx.view(n_starts, n_new, -1)[best, torch.arange(n_new)]
+
+    def state_dict(self):
+        return {
+            "model": self.model.state_dict(),
+            "ctx": self.ctx.detach().clone(),
+            "centroids": self.centroids,
+            "refits_done": self.refits_done,
+            "refits_skipped": self.refits_skipped,
+            "skip_reasons": dict(self.skip_reasons),
+            "nfe": self.nfe,
+        }
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        with torch.no_grad():
+            self.ctx.copy_(state["ctx"])
+        self.centroids = state["centroids"]
+        self.refits_done = state["refits_done"]
+        self.refits_skipped = state["refits_skipped"]
+        self.skip_reasons = dict(state["skip_reasons"])
+        self.nfe = state["nfe"]
+
+    def counters(self):
+        return {
+            "refits_done": self.refits_done,
+            "refits_skipped": self.refits_skipped,
+            "refit_skip_reasons": self.skip_reasons,
+            "nfe": self.nfe,
+            "n_experts": self.model.n_experts,
+        }

@@ -1,0 +1,93 @@
+"""Optimisers for the alternating loops: AdaBelief (the paper's choice) and Adam, written here.
+
+Both keep their moments per element and, for parameters stacked over experts (leading dim K,
+marked by :func:`mark_expert_stacked`), advance an expert's moments and step count only on
+steps where that expert was routed to. An expert that received no data simply does not move:
+the reference code's single shared optimiser state advanced every expert (and the schedule)
+on every step (METHOD.md §6, defect 6).
+"""
+
+from __future__ import annotations
+
+import torch
+
+
+def mark_expert_stacked(param: torch.Tensor) -> torch.Tensor:
+    param._expert_stacked = True  # a tag read by the optimiser
+    return param
+
+
+def is_expert_stacked(param: torch.Tensor) -> bool:
+    return getattr(param, "_expert_stacked", False)
+
+
+class MaskedAdaptive(torch.optim.Optimizer):
+    """Adam or AdaBelief with per-expert masking.
+
+    Args:
+        params: parameters to optimise.
+        lr: learning rate (changed by the caller's schedule through ``param_groups``).
+        betas, eps: the usual moment decay rates and denominator guard.
+        belief: True for AdaBelief (second moment of g - m), False for Adam (of g).
+
+    ``step(active_experts)`` takes a bool tensor [K]: rows of expert-stacked parameters with
+    ``False`` keep their values and moments. Other parameters always update.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, belief=True):
+        if not belief and eps == 1e-16:
+            eps = 1e-8  # Adam's customary guard; AdaBelief's 1e-16 follows its paper
+        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "belief": belief})
+
+    @torch.no_grad()
+    def step(self, active_experts: torch.Tensor | None = None):
+        for group in self.param_groups:
+            beta1, beta2 = group["betas"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                stacked = is_expert_stacked(p) and active_experts is not None
+                if not state:
+                    state["m"] = torch.zeros_like(p)
+                    state["s"] = torch.zeros_like(p)
+                    rows = p.shape[0] if is_expert_stacked(p) else 1
+                    state["t"] = torch.zeros(rows, dtype=p.dtype, device=p.device)
+                g = p.grad
+                m = state["m"].mul(beta1).add_(g, alpha=1 - beta1)
+                second = (g - m) if group["belief"] else g
+                s = state["s"].mul(beta2).addcmul_(second, second, value=1 - beta2)
+                if group["belief"]:
+                    s.add_(group["eps"])
+                t = state["t"] + 1
+                if stacked:
+                    mask = active_experts.to(p.device)
+                    t = torch.where(mask, t, state["t"])
+                    view = (-1,) + (1,) * (p.dim() - 1)
+                    row_mask = mask.view(view)
+                    m = torch.where(row_mask, m, state["m"])
+                    s = torch.where(row_mask, s, state["s"])
+                bias1 = 1 - beta1 ** t.clamp(min=1)
+                bias2 = 1 - beta2 ** t.clamp(min=1)
+                if is_expert_stacked(p):
+                    shape = (-1,) + (1,) * (p.dim() - 1)
+                    bias1, bias2 = bias1.view(shape), bias2.view(shape)
+                update = (m / bias1) / ((s / bias2).sqrt() + group["eps"])
+                if stacked:
+                    update = update * row_mask
+                p.sub_(group["lr"] * update)
+                state["m"], state["s"], state["t"] = m, s, t
+
+
+def make_optimizer(name: str, params, lr: float) -> MaskedAdaptive:
+    if name not in ("adabelief", "adam"):
+        from mixer.errors import ConfigError
+
+        raise ConfigError(f"unknown optimizer '{name}'. Valid optimizers: adabelief, adam")
+    return MaskedAdaptive(params, lr=lr, belief=name == "adabelief")
+
+
+def step_schedule_factor(outer_step: int, n_outer: int, drops=(1 / 3, 2 / 3), factor=0.4):
+    """Learning-rate multiplier: x factor at each fraction of training in ``drops``."""
+    passed = sum(outer_step >= round(d * n_outer) for d in drops)
+    return factor**passed

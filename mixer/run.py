@@ -1,0 +1,212 @@
+"""One benchmark cell: train a method on a dataset in a regime with a seed, then evaluate it.
+
+Training writes ``model.pt`` (learner state, status, config, provenance), ``train_log.csv``
+and ``routing.npz`` (routing after every outer step). A loss that becomes NaN/inf ends the
+run with status ``diverged``: files are still written and no exception reaches Snakemake.
+Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixer import metrics, provenance
+from mixer.batch import make_batch
+from mixer.config import method_config
+from mixer.data import load_dataset
+from mixer.methods import method_class
+from mixer.training import Diverged, TrainLog
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from mixer.errors import ConfigError
+
+        raise ConfigError("device 'cuda' asked for but CUDA is not available. Fix: device: auto")
+    return torch.device(name)
+
+
+def _atomic_save(obj, path: Path, save) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_learner(cfg, dataset, device, seed):
+    regime = cfg["regime_knobs"]
+    train = make_batch(dataset, "train", regime, device, trajectories=regime.get("trajectories"))
+    learner = method_class(cfg["learner"])(cfg, train.X.shape[-1], train.n_envs, device, seed)
+    return learner, train
+
+
+def cell_config(config: dict, method: str, regime: str) -> dict:
+    """Everything a cell's training needs from the config, resolved (for `mixer train --spec`)."""
+    cfg = method_config(config, method, regime)
+    cfg["regime_knobs"] = config["regimes"][regime]
+    cfg["device"] = config["device"]
+    return cfg
+
+
+def train_cell(cfg: dict, dataset_dir, seed: int, out_dir) -> dict:
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    device = pick_device(cfg["device"])
+    dataset = load_dataset(dataset_dir)
+    learner, train = build_learner(cfg, dataset, device, seed)
+    checkpoint = out_dir / "checkpoint.pt"
+    status, reason, log = "ok", "", TrainLog()
+    began = time.perf_counter()
+    try:
+        log = learner.fit(train, checkpoint)
+    except Diverged as err:
+        status, reason = "diverged", str(err)
+    wall = time.perf_counter() - began
+    state = {
+        "status": status,
+        "reason": reason,
+        "config": cfg,
+        "seed": seed,
+        "dataset": str(dataset_dir),
+        "dataset_hash": dataset.meta["content_hash"],
+        "learner": learner.state_dict() if status == "ok" else None,
+        "train_seconds": log.seconds,
+        "train_wall_seconds": wall,
+        "inner_steps": log.inner_steps,
+        "outer_steps": len(log.rows),
+        "counters": learner.counters(),
+        "device": str(device),
+        "peak_memory_mb": peak_memory_mb(device),
+    }
+    log.write_csv(out_dir / "train_log.csv")
+    if not log.rows:
+        (out_dir / "train_log.csv").write_text("outer_step,loss\n")
+    routing = np.array(log.routing if log.routing and log.routing[0] else [], dtype=np.int64)
+    _atomic_save(
+        {"routing": routing, "family": train.family, "env_id": train.env_id},
+        out_dir / "routing.npz",
+        _save_npz,
+    )
+    _atomic_save(state, out_dir / "model.pt", torch.save)
+    checkpoint.unlink(missing_ok=True)
+    return state
+
+
+def _save_npz(arrays: dict, path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
+    model_file, out_file = Path(model_file), Path(out_file)
+    state = torch.load(model_file, weights_only=False)
+    cfg = state["config"]
+    metrics_out = {
+        "status": state["status"],
+        "reason": state["reason"],
+        "method": cfg["method"],
+        "learner": cfg["learner"],
+        "backbone": cfg.get("backbone"),
+        "regime": cfg["regime"],
+        "seed": state["seed"],
+        "train_seconds": state["train_seconds"],
+        "seconds_per_outer_step": state["train_seconds"] / max(state["outer_steps"], 1),
+        "outer_steps": state["outer_steps"],
+        "inner_steps": state["inner_steps"],
+        "device": state["device"],
+        "peak_memory_mb": state["peak_memory_mb"],
+        **state["counters"],
+    }
+    dataset = load_dataset(dataset_dir)
+    if state["status"] == "ok":
+        metrics_out.update(_score(state, cfg, dataset))
+    metrics_out["provenance"] = {
+        "config": cfg,
+        "dataset": str(dataset_dir),
+        "dataset_hash": state["dataset_hash"],
+        "versions": provenance.versions("torch", "torchdiffeq", "numpy", "scipy"),
+        "source_hash": provenance.source_hash(),
+        "git_commit": provenance.git_commit(),
+    }
+    text = json.dumps(metrics_out, indent=1, default=_json_default) + "\n"
+    _atomic_save(text, out_file, lambda t, p: Path(p).write_text(t))
+    return metrics_out
+
+
+def _score(state, cfg, dataset) -> dict:
+    device = pick_device("auto") if state["device"].startswith("cuda") else torch.device("cpu")
+    learner, train = build_learner(cfg, dataset, device, state["seed"])
+    learner.load_state_dict(state["learner"])
+    knobs = cfg["regime_knobs"]
+    test = make_batch(dataset, "test", knobs, device)
+    assert np.array_equal(test.env_id, train.env_id), "test and train environments differ"
+    pred_id = learner.predict(test).cpu().numpy()
+    true_id = test.X.cpu().numpy()
+    support = make_batch(dataset, "adapt_support", knobs, device)
+    query = make_batch(dataset, "adapt_query", knobs, device)
+    adapted = learner.adapt(support)
+    pred_ood = learner.predict(query, adapted).cpu().numpy()
+    true_ood = query.X.cpu().numpy()
+    mse_id, rel_id = (
+        metrics.per_env_mse(pred_id, true_id),
+        metrics.per_env_relative_mse(pred_id, true_id),
+    )
+    mse_ood = metrics.per_env_mse(pred_ood, true_ood)
+    rel_ood = metrics.per_env_relative_mse(pred_ood, true_ood)
+    inside = np.array([dataset.environments[int(i)]["in_training_range"] for i in query.env_id])
+    out = {
+        "mse_id": float(mse_id.mean()),
+        "mse_ood": float(mse_ood.mean()),
+        "rel_mse_id": float(rel_id.mean()),
+        "rel_mse_ood": float(rel_ood.mean()),
+        "mse_ood_in_range": float(mse_ood[inside].mean()) if inside.any() else None,
+        "mse_ood_out_of_range": float(mse_ood[~inside].mean()) if (~inside).any() else None,
+        "per_env": {
+            "id": {
+                "env_id": train.env_id,
+                "family": train.family,
+                "mse": mse_id,
+                "rel_mse": rel_id,
+            },
+            "ood": {
+                "env_id": query.env_id,
+                "family": query.family,
+                "in_training_range": inside,
+                "mse": mse_ood,
+                "rel_mse": rel_ood,
+            },
+        },
+        "context_kmeans_ari": metrics.context_kmeans_ari(
+            learner.contexts().cpu().numpy(), train.family
+        ),
+    }
+    routing = learner.routing()
+    if routing is not None:
+        out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))
+        out["routing_ood"] = learner.routing(adapted).cpu().numpy()
+    return out
+
+
+def _json_default(obj):
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, torch.Tensor):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj)}")

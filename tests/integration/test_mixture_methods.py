@@ -1,0 +1,188 @@
+"""Contract of the mixture learners on a tiny Lotka-Volterra task, and the run lifecycle."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mixer.batch import make_batch
+from mixer.config import validate_config
+from mixer.data import load_dataset
+from mixer.errors import ConfigError
+from mixer.methods import method_class
+from mixer.run import cell_config, evaluate_cell, train_cell
+
+TINY = {
+    "training": {"outer_steps": 3, "n_ctx": 3, "n_model": 3, "lr_ctx": 1e-2, "lr_model": 3e-3},
+    "adaptation": {"steps": 15},
+    "methods": {
+        name: {
+            "learner": name,
+            "backbone": backbone,
+            "n_experts": 3,
+            "context_dim": 3,
+            "width": 16,
+            "depth": 1,
+            "gate_every": 3,
+        }
+        for name, backbone in (
+            ("mixer", "geps"),
+            ("mixer-faithful", "coda"),
+            ("moe-gd", "ncf"),
+            ("moe-frozen", "geps"),
+            ("single", "coda"),
+        )
+    },
+    "device": "cpu",
+}
+
+
+@pytest.fixture(scope="module")
+def config():
+    torch.set_num_threads(1)
+    return validate_config(json.loads(json.dumps(TINY)))
+
+
+@pytest.fixture(scope="module")
+def lv(lotka_volterra):
+    return load_dataset(lotka_volterra[0])
+
+
+def _batch(lv, split, trajectories=None):
+    return make_batch(lv, split, {}, torch.device("cpu"), trajectories=trajectories)
+
+
+@pytest.mark.parametrize("method", list(TINY["methods"]))
+def test_contract(method, config, lv):
+    cfg = cell_config(config, method, "default")
+    cfg["regime_knobs"] = {}
+    train = _batch(lv, "train", trajectories=2)
+    learner = method_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
+    before = learner.loss(train).item()
+    log = learner.fit(train)
+    after = learner.loss(train).item()
+    assert len(log.rows) == 3 and after < before, (before, after)
+    assert learner.contexts().shape == (9, 3)
+    assert learner.predict(train).shape == train.X.shape
+    support = _batch(lv, "adapt_support")
+    zero = torch.zeros(support.n_envs, 3)
+    loss_zero = (learner.predict(support, zero) - support.X).square().mean()
+    adapted = learner.adapt(support)
+    loss_adapted = (learner.predict(support, adapted) - support.X).square().mean()
+    assert adapted.shape == (4, 3) and loss_adapted < loss_zero
+    routing = learner.routing()
+    assert routing.shape == (9,) and int(routing.max()) < learner.model.n_experts
+
+
+def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
+    train = _batch(lv, "train", trajectories=2)
+    counts = {}
+    for method in ("mixer", "mixer-faithful"):
+        cfg = cell_config(config, method, "default")
+        learner = method_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
+        learner.fit(train)
+        counts[method] = learner.counters()
+    total = 3 * (3 + 3) // 3  # one refit every gate_every = 3 inner steps
+    for c in counts.values():
+        assert c["refits_done"] + c["refits_skipped"] == total
+    assert counts["mixer"]["refits_done"] >= 1
+
+
+def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config, lotka_volterra):
+    cfg = cell_config(config, "mixer", "default")
+    cfg["training"]["checkpoint_every"] = 1
+    runs = []
+    for name in ("a", "b"):
+        train_cell(cfg, lotka_volterra[0], 0, tmp_path / name)
+        runs.append(
+            evaluate_cell(
+                tmp_path / name / "model.pt", lotka_volterra[0], tmp_path / name / "m.json"
+            )
+        )
+    for key in ("mse_id", "mse_ood", "rel_mse_id", "routing_purity", "refits_done"):
+        assert runs[0][key] == runs[1][key], key
+
+    # Kill a run after its first checkpoint, then restart it: it must continue, not start over.
+    from mixer.methods.mixture import MixtureLearner
+
+    calls = {"n": 0}
+    original = MixtureLearner.loss
+
+    def dying_loss(self, batch, envs=None):
+        calls["n"] += 1
+        if calls["n"] == 6 + 2:  # inside outer step 2, after checkpoint 1 was written
+            raise KeyboardInterrupt
+        return original(self, batch, envs)
+
+    MixtureLearner.loss = dying_loss
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            train_cell(cfg, lotka_volterra[0], 0, tmp_path / "c")
+    finally:
+        MixtureLearner.loss = original
+    assert (tmp_path / "c" / "checkpoint.pt").is_file()
+    calls_before = {"n": 0}
+
+    def counting_loss(self, batch, envs=None):
+        calls_before["n"] += 1
+        return original(self, batch, envs)
+
+    MixtureLearner.loss = counting_loss
+    try:
+        state = train_cell(cfg, lotka_volterra[0], 0, tmp_path / "c")
+    finally:
+        MixtureLearner.loss = original
+    assert state["outer_steps"] == 3
+    assert calls_before["n"] == 2 * 6  # two remaining outer steps of 3 + 3 inner steps
+    assert not (tmp_path / "c" / "checkpoint.pt").exists()
+    resumed = evaluate_cell(
+        tmp_path / "c" / "model.pt", lotka_volterra[0], tmp_path / "c" / "m.json"
+    )
+    assert resumed["mse_id"] == pytest.approx(runs[0]["mse_id"], rel=1e-5)
+
+
+def test_divergence_is_a_status_not_a_crash(tmp_path, config, lotka_volterra):
+    cfg = cell_config(config, "single", "default")
+    cfg["training"]["lr_model"] = 1e6  # blows the rollout up within a few steps
+    cfg["training"]["lr_ctx"] = 1e6
+    state = train_cell(cfg, lotka_volterra[0], 0, tmp_path)
+    assert state["status"] == "diverged" and "loss became" in state["reason"]
+    metrics = evaluate_cell(tmp_path / "model.pt", lotka_volterra[0], tmp_path / "metrics.json")
+    on_disk = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["status"] == on_disk["status"] == "diverged"
+    assert "mse_id" not in on_disk
+    assert (tmp_path / "routing.npz").is_file() and (tmp_path / "train_log.csv").is_file()
+
+
+def test_bad_method_configs_are_rejected(config, lv):
+    bad = json.loads(json.dumps(TINY))
+    bad["methods"]["mixer"]["learner"] = "mixr"
+    bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
+    with pytest.raises(ConfigError, match=r"unknown method 'mixr'\. Valid methods: .*moe-gd"):
+        validate_config(bad)
+    bad = json.loads(json.dumps(TINY))
+    bad["methods"]["mixer"]["context_dim"] = 5
+    bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
+    with pytest.raises(ConfigError, match="context_dim 5 is not divisible by n_experts 3"):
+        validate_config(bad)
+    cfg = cell_config(config, "mixer", "default")
+    cfg["n_experts"], cfg["context_dim"] = 10, 10
+    with pytest.raises(ConfigError, match="K=10 experts but only 9 training environments"):
+        method_class("mixer")(cfg, 2, 9, torch.device("cpu"), seed=0)
+    with pytest.raises(
+        ConfigError, match="unknown backbone 'resnet'; valid names: ncf, coda, geps"
+    ):
+        from mixer.models import backbone_class
+
+        backbone_class("resnet")
+
+
+def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterra):
+    cfg = cell_config(config, "moe-gd", "default")
+    train_cell(cfg, lotka_volterra[0], 1, tmp_path)
+    trace = np.load(tmp_path / "routing.npz")
+    assert trace["routing"].shape == (3, 9)
+    np.testing.assert_array_equal(trace["family"], [0, 1, 2] * 3)

@@ -1,0 +1,24 @@
+# Stage 3: score a trained cell (in-domain test, adaptation, routing, cost) into metrics.json.
+
+
+rule evaluate:
+    input:
+        model=rules.train.output.model,
+        meta=rules.generate_dataset.output.meta,
+    output:
+        metrics="results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json",
+    log:
+        "logs/evaluate/{dataset}/{regime}/{method}/seed{seed}.log",
+    conda:
+        "../envs/mixer.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    params:
+        code=source_hash(),
+    message:
+        "Evaluating {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
+    shell:
+        "mixer evaluate --model {input.model} --dataset-dir $(dirname {input.meta})"
+        " --out {output.metrics} > {log} 2>&1"

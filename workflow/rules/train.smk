@@ -1,0 +1,29 @@
+# Stage 2: train one method on one dataset in one regime with one seed (a benchmark cell).
+
+
+rule train:
+    input:
+        meta=rules.generate_dataset.output.meta,
+        splits=rules.generate_dataset.output.splits,
+    output:
+        model="results/runs/{dataset}/{regime}/{method}/seed{seed}/model.pt",
+        train_log="results/runs/{dataset}/{regime}/{method}/seed{seed}/train_log.csv",
+        routing="results/runs/{dataset}/{regime}/{method}/seed{seed}/routing.npz",
+    log:
+        "logs/train/{dataset}/{regime}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/train/{dataset}/{regime}/{method}/seed{seed}.tsv"
+    conda:
+        "../envs/mixer.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=120,
+    params:
+        spec=cell_spec,
+        code=source_hash(),
+    message:
+        "Training {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
+    shell:
+        "mixer train --spec {params.spec} --dataset-dir $(dirname {input.meta})"
+        " --seed {wildcards.seed} --out $(dirname {output.model}) > {log} 2>&1"
