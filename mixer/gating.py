@@ -151,6 +151,10 @@ def kmeans(
         return labels, centroids
 
 
+def _inertia(contexts: torch.Tensor, labels: torch.Tensor, centroids: torch.Tensor) -> float:
+    return float(((contexts - centroids[labels]) ** 2).sum())
+
+
 def _median_costs(loss_matrix: torch.Tensor, labels: torch.Tensor, K: int) -> torch.Tensor:
     """C[j, k] = median loss of expert k over cluster j, with non-finite losses made worst."""
     losses = loss_matrix.double().cpu()
@@ -232,13 +236,16 @@ def refit_gate(
     noise_std: float = 1e-4,
     ridge: float = 1e-6,
     max_iter: int = 50,
+    n_init: int = 1,
 ) -> RefitResult:
     """The MixER gate refit: K-means, Hungarian cluster -> expert map, ridge least squares.
 
     ``loss_matrix[e, k]`` is the loss of expert k alone on environment e. Raises ConfigError
     when K > E (see check_refit_feasible); skips (skipped=True) while the contexts have fewer
     than K distinct rows or contain non-finite values. ``prev_centroids`` warm-starts K-means
-    when its shape is [K, d_ξ]; otherwise k-means++ is used.
+    when its shape is [K, d_ξ]; otherwise k-means++ is used. With ``n_init`` > 1, n_init - 1
+    further k-means++ runs compete with that first run and the partition of lowest inertia is
+    kept (a single K-means run can stop in a poor local optimum).
     """
     reason = _check_inputs(contexts, loss_matrix, K)
     if reason:
@@ -252,6 +259,12 @@ def refit_gate(
         if prev_centroids is not None and tuple(prev_centroids.shape) == (K, contexts.shape[1]):
             init = prev_centroids.detach()
         labels, centroids = kmeans(contexts, K, generator, init=init, max_iter=max_iter)
+        best = _inertia(contexts, labels, centroids)
+        for _ in range(n_init - 1):
+            cand_labels, cand_centroids = kmeans(contexts, K, generator, max_iter=max_iter)
+            cand = _inertia(contexts, cand_labels, cand_centroids)
+            if cand < best:
+                labels, centroids, best = cand_labels, cand_centroids, cand
         cluster_to_expert = assign_clusters(loss_matrix.detach(), labels, K)
         gate = fit_gate_least_squares(
             contexts, cluster_to_expert[labels], K, generator, noise_std=noise_std, ridge=ridge

@@ -51,7 +51,10 @@ def context_kmeans_ari(contexts: np.ndarray, labels: np.ndarray, seed: int = 0) 
 
 
 def routing_settled_step(trace: np.ndarray) -> int:
-    """First outer step after which routing never changes again (0 if it never changed)."""
+    """Outer step (1-based) at which routing took its final value (1 if it never changed).
+
+    ``trace[i]`` is the routing after outer step i + 1.
+    """
     trace = np.asarray(trace)
     changed = np.flatnonzero((trace[1:] != trace[:-1]).any(axis=1))
-    return int(changed[-1] + 1) if len(changed) else 0
+    return int(changed[-1] + 2) if len(changed) else 1

@@ -86,6 +86,7 @@ def train_cell(cfg: dict, dataset_dir, seed: int, out_dir) -> dict:
         "counters": learner.counters(),
         "device": str(device),
         "peak_memory_mb": peak_memory_mb(device),
+        "routing_trace": np.array(log.routing) if log.routing and log.routing[0] else None,
     }
     log.write_csv(out_dir / "train_log.csv")
     if not log.rows:
@@ -198,6 +199,9 @@ def _score(state, cfg, dataset) -> dict:
     routing = learner.routing()
     if routing is not None:
         out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))
+        trace = state.get("routing_trace")
+        if trace is not None and len(trace):
+            out["routing_settled_step"] = metrics.routing_settled_step(trace)
         out["routing_ood"] = learner.routing(adapted).cpu().numpy()
     return out
 

@@ -113,6 +113,7 @@ class MixtureLearner(Learner):
                 prev_centroids=self.centroids,
                 noise_std=self.cfg["gate_noise"],
                 ridge=self.cfg["gate_ridge"],
+                n_init=self.cfg["gate_kmeans_restarts"],
             )
         if result.skipped:
             self.refits_skipped += 1

@@ -255,3 +255,21 @@ def test_faithful_gives_up_when_not_converged():
     result = refit_gate_faithful(contexts(), loss_matrix(), 3, gen, max_iter=1)
     # One iteration can never confirm convergence (assignments must repeat).
     assert result.skipped and "converged" in result.reason
+
+
+def test_kmeans_restarts_escape_a_poor_warm_start():
+    # Three tight clusters; a warm start with two centroids inside one cluster converges to a
+    # partition that merges the other two. Extra k-means++ runs find the lower inertia.
+    centres = torch.tensor([[-5.0, 0.0], [0.0, 5.0], [5.0, 0.0]], dtype=torch.float64)
+    offsets = torch.tensor([[0.1, 0.0], [-0.1, 0.0], [0.0, 0.1], [0.0, -0.1]], dtype=torch.float64)
+    contexts = (centres[:, None, :] + offsets[None]).reshape(-1, 2)
+    families = torch.arange(3).repeat_interleave(4)
+    losses = torch.ones(12, 3, dtype=torch.float64)
+    poor = torch.tensor([[-5.1, 0.0], [-4.9, 0.0], [2.5, 2.5]], dtype=torch.float64)
+    gen = torch.Generator().manual_seed(0)
+    single = refit_gate(contexts, losses, 3, gen, prev_centroids=poor, n_init=1)
+    assert len(torch.unique(single.labels[4:])) == 1  # the two right clusters merged
+    restarted = refit_gate(contexts, losses, 3, gen, prev_centroids=poor, n_init=5)
+    for f in range(3):  # every true cluster is exactly one K-means cluster
+        assert len(torch.unique(restarted.labels[families == f])) == 1
+    assert len(torch.unique(restarted.labels)) == 3

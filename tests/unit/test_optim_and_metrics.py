@@ -1,0 +1,60 @@
+"""The optimisers (AdaBelief formula, per-expert masking) and the scoring functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from mixer.metrics import routing_purity, routing_scores, routing_settled_step
+from mixer.optim import MaskedAdaptive, mark_expert_stacked, step_schedule_factor
+
+
+def test_adabelief_first_steps_follow_the_formula():
+    p = torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+    opt = MaskedAdaptive([p], lr=0.1, betas=(0.9, 0.999), eps=1e-16, belief=True)
+    grads = [torch.tensor([0.5, -1.0]), torch.tensor([0.2, 0.3])]
+    m = s = torch.zeros(2, dtype=torch.float64)
+    expected = p.detach().clone()
+    for step, g in enumerate(grads, start=1):
+        g = g.double()
+        p.grad = g.clone()
+        opt.step()
+        m = 0.9 * m + 0.1 * g
+        s = 0.999 * s + 0.001 * (g - m) ** 2 + 1e-16
+        m_hat, s_hat = m / (1 - 0.9**step), s / (1 - 0.999**step)
+        expected = expected - 0.1 * m_hat / (s_hat.sqrt() + 1e-16)
+        torch.testing.assert_close(p.detach(), expected)
+
+
+@pytest.mark.parametrize("belief", [True, False])
+def test_unrouted_expert_rows_do_not_move_nor_age(belief):
+    w = mark_expert_stacked(torch.nn.Parameter(torch.ones(3, 2)))
+    opt = MaskedAdaptive([w], lr=0.1, belief=belief)
+    for active in ([True, True, True], [True, False, True], [True, False, True]):
+        w.grad = torch.ones(3, 2)
+        before = w.detach().clone()
+        opt.step(torch.tensor(active))
+        moved = (w.detach() != before).any(dim=1)
+        assert moved.tolist() == active
+    assert opt.state[w]["t"].tolist() == [3.0, 1.0, 3.0]
+
+
+def test_schedule_drops_at_one_and_two_thirds():
+    factors = [step_schedule_factor(s, 30) for s in (0, 9, 10, 19, 20, 29)]
+    assert factors == pytest.approx([1, 1, 0.4, 0.4, 0.16, 0.16])
+
+
+def test_routing_scores():
+    labels = np.array([0, 0, 1, 1, 2, 2])
+    assert routing_purity(np.array([2, 2, 0, 0, 1, 1]), labels) == 1.0
+    assert routing_purity(np.array([0, 0, 0, 0, 1, 1]), labels) == pytest.approx(4 / 6)
+    scores = routing_scores([1, 1, 1, 1, 1, 1], labels)
+    assert scores["routing_ari"] == 0.0 and scores["experts_used"] == 1
+    assert scores["routing_purity"] == pytest.approx(2 / 6)
+
+
+def test_routing_settled_step():
+    trace = np.array([[0, 0], [1, 0], [1, 0], [1, 2], [1, 2]])
+    assert routing_settled_step(trace) == 4  # final routing first seen after outer step 4
+    assert routing_settled_step(np.zeros((4, 3))) == 1
