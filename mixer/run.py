@@ -192,10 +192,12 @@ def _score(state, cfg, dataset) -> dict:
                 "rel_mse": rel_ood,
             },
         },
-        "context_kmeans_ari": metrics.context_kmeans_ari(
-            learner.contexts().cpu().numpy(), train.family
-        ),
     }
+    contexts = learner.contexts().cpu().numpy()
+    # A learner without contexts (one-for-all: size 0) has nothing to cluster: null, not 0.
+    out["context_kmeans_ari"] = (
+        metrics.context_kmeans_ari(contexts, train.family) if contexts.shape[1] else None
+    )
     routing = learner.routing()
     if routing is not None:
         out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))

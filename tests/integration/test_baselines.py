@@ -101,6 +101,10 @@ def test_train_and_evaluate_cell(method, tmp_path, config, lotka_volterra):
     assert written["status"] == metrics["status"] == "ok"
     assert np.isfinite(written["mse_id"]) and np.isfinite(written["mse_ood"])
     assert written["learner"] == method
+    if method == "one-for-all":
+        assert written["adaptation"] == "none" and written["context_kmeans_ari"] is None
+    else:
+        assert written["context_dim"] == CTX and written["context_kmeans_ari"] is not None
 
 
 def test_joint_loop_resumes_from_its_checkpoint(tmp_path, config, lv):
