@@ -245,3 +245,51 @@ def test_coda_regulariser_equals_its_formula(config):
     assert learner.regulariser().item() == 0.5 * 9 + 0.25 * 7
     learner.cfg["coda_lambda_ctx"] = learner.cfg["coda_lambda_hyper"] = 0.0
     assert learner.regulariser().item() == 0.0
+
+
+# --- the joint loop ---
+
+
+def test_coda_steps_theta_hyper_and_contexts_together(config, lv):
+    """One joint step (no alternation) moves θ, H and Ξ at once."""
+    train = _batch(lv, "train", trajectories=2)
+    learner = _learner(config, "coda", train.n_envs)
+    learner.cfg["training"] = {**learner.cfg["training"], "outer_steps": 1, "n_ctx": 0}
+    learner.cfg["training"]["n_model"] = 1
+    experts = learner.model.experts
+    before = [
+        experts.theta.detach().clone(),
+        experts.hyper.detach().clone(),
+        learner.contexts().clone(),
+    ]
+    learner.fit(train)
+    after = [experts.theta, experts.hyper, learner.contexts()]
+    for old, new in zip(before, after, strict=True):
+        assert not torch.equal(old, new.detach())
+
+
+def test_joint_loop_raises_diverged(config, lv):
+    from mixer.training import Diverged
+
+    train = _batch(lv, "train", trajectories=2)
+    learner = _learner(config, "one-for-all", train.n_envs)
+    with torch.no_grad():
+        learner.model.biases[-1].fill_(float("nan"))
+    with pytest.raises(Diverged):
+        learner.fit(train)
+
+
+def test_ncf_pool_of_itself_is_the_plain_loss(config, lv):
+    """P = 1 nearest pools each environment with itself: zero Taylor term, the order-0 loss."""
+    train = _batch(lv, "train", trajectories=2)
+    learner = _learner(config, "ncf", train.n_envs, ncf_pool="nearest", ncf_pool_size=1)
+    with torch.no_grad():
+        learner.ctx.copy_(
+            torch.randn(train.n_envs, CTX, generator=torch.Generator().manual_seed(0))
+        )
+        plain = _mse(learner.predict(train), train)
+        pooled = learner.loss(train).item()
+    assert pooled == pytest.approx(plain, rel=1e-6)
+    learner.cfg["ncf_pool_size"] = 3
+    with torch.no_grad():
+        assert learner.loss(train).item() != pytest.approx(plain, rel=1e-3)
