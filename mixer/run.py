@@ -122,7 +122,8 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "reason": state["reason"],
         "method": cfg["method"],
         "learner": cfg["learner"],
-        "backbone": cfg.get("backbone"),
+        # Baselines fix their architecture (class attribute), mixtures read `backbone`.
+        "backbone": getattr(method_class(cfg["learner"]), "architecture", cfg.get("backbone")),
         "regime": cfg["regime"],
         "seed": state["seed"],
         "train_seconds": state["train_seconds"],

@@ -97,6 +97,8 @@ class _Baseline(Learner):
 class OneForAllLearner(_Baseline):
     """A single MLP vector field shared by every environment; contexts have size 0."""
 
+    architecture = "mlp"
+
     def __init__(self, cfg, state_dim, n_envs, device, seed):
         super().__init__(cfg, state_dim, n_envs, device, seed)
         sizes = mlp_sizes(state_dim, cfg["width"], cfg["depth"], state_dim)
@@ -200,7 +202,7 @@ class _ContextBaseline(_Baseline):
 class CoDALearner(_ContextBaseline):
     """CoDA: the ``coda`` bank with K = 1, one optimiser over θ, H and Ξ, regularised."""
 
-    backbone = "coda"
+    backbone = architecture = "coda"
 
     def regulariser(self) -> Tensor:
         """λ_ξ Σ_e ||ξ_e||² + λ_H Σ_rows ||H_row||_2 (a row: one root parameter's d_ξ weights)."""
@@ -231,7 +233,7 @@ class CoDALearner(_ContextBaseline):
 class NCFLearner(_ContextBaseline):
     """NCF with contextual self-modulation, trained by the proximal alternating loop."""
 
-    backbone = "ncf"
+    backbone = architecture = "ncf"
 
     def pool(self, envs: Tensor) -> Tensor:
         """Pool members [len(envs), P] of each environment among all training environments.
@@ -307,6 +309,8 @@ class CAVIALearner(_Baseline):
     Training support/query are the first/second half of each environment's trajectories (the
     same trajectories for both when an environment has only one).
     """
+
+    architecture = "mlp-context-input"
 
     def __init__(self, cfg, state_dim, n_envs, device, seed):
         super().__init__(cfg, state_dim, n_envs, device, seed)

@@ -101,6 +101,7 @@ def test_train_and_evaluate_cell(method, tmp_path, config, lotka_volterra):
     assert written["status"] == metrics["status"] == "ok"
     assert np.isfinite(written["mse_id"]) and np.isfinite(written["mse_ood"])
     assert written["learner"] == method
+    assert written["backbone"] == method_class(method).architecture != "geps"
     if method == "one-for-all":
         assert written["adaptation"] == "none" and written["context_kmeans_ari"] is None
     else:
