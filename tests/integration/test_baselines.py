@@ -294,3 +294,18 @@ def test_ncf_pool_of_itself_is_the_plain_loss(config, lv):
     learner.cfg["ncf_pool_size"] = 3
     with torch.no_grad():
         assert learner.loss(train).item() != pytest.approx(plain, rel=1e-3)
+
+
+def test_cli_trains_and_evaluates_a_baseline(tmp_path, config, lotka_volterra):
+    from mixer.cli import main
+
+    cfg = cell_config(config, "cavia", "default")
+    cfg["training"]["outer_steps"] = 1
+    spec = json.dumps(cfg)
+    data = str(lotka_volterra[0])
+    args = ["train", "--spec", spec, "--dataset-dir", data, "--seed", "0", "--out", str(tmp_path)]
+    assert main(args) == 0
+    model, out = str(tmp_path / "model.pt"), str(tmp_path / "metrics.json")
+    assert main(["evaluate", "--model", model, "--dataset-dir", data, "--out", out]) == 0
+    written = json.loads((tmp_path / "metrics.json").read_text())
+    assert written["status"] == "ok" and written["adaptation"] == "inner-loop"
