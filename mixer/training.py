@@ -154,8 +154,8 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
 
     Args:
         learner: exposes ``context_parameters()`` (may be empty), ``model_parameters()``,
-            ``loss(batch, envs)``, ``routing()``, ``log_extras()``, ``state_dict()`` and
-            ``load_state_dict()``.
+            ``loss(batch, envs)``, ``log_extras()``, ``state_dict()``, ``load_state_dict()`` and
+            a ``generator``.
     """
     groups = [{"params": learner.model_parameters(), "lr": cfg["lr_model"]}]
     ctx_params = learner.context_parameters()
