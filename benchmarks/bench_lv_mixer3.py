@@ -65,7 +65,9 @@ def main():
     seconds = time.perf_counter() - began
     rate = log.inner_steps / seconds
     print(f"device {device}, solver {args.solver}, torch {torch.__version__}, 1 thread")
-    print(f"{log.inner_steps} inner steps in {seconds:.2f} s, final loss {log.rows[-1]['loss']:.4g}")
+    print(
+        f"{log.inner_steps} inner steps in {seconds:.2f} s, final loss {log.rows[-1]['loss']:.4g}"
+    )
     if args.full:
         test = make_batch(dataset, "test", {}, device)
         mse_id = (learner.predict(test) - test.X).square().mean().item()

@@ -132,6 +132,7 @@ def _check_experiments(config: dict) -> None:
 def method_config(config: dict, method: str, regime: str = "default") -> dict:
     """The full configuration of one method in one regime: overrides merged and checked."""
     from mixer.methods import method_class
+    from mixer.methods.mixture import GATE_POLICIES
     from mixer.models import expert_context_dim
 
     entry = copy.deepcopy(config["methods"][method])
@@ -148,7 +149,8 @@ def method_config(config: dict, method: str, regime: str = "default") -> dict:
     knobs = config["regimes"].get(regime, {})
     if knobs.get("n_experts") is not None:
         entry["n_experts"] = knobs["n_experts"]
-    if entry["learner"] != "single" and entry["split_context"]:
+    mixture = entry["learner"] in GATE_POLICIES and entry["learner"] != "single"
+    if mixture and entry["split_context"]:  # the baselines have one expert, no split
         try:
             expert_context_dim(entry["context_dim"], entry["n_experts"], True)
         except ConfigError as err:

@@ -122,7 +122,8 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "reason": state["reason"],
         "method": cfg["method"],
         "learner": cfg["learner"],
-        "backbone": cfg.get("backbone"),
+        # Baselines fix their architecture (class attribute), mixtures read `backbone`.
+        "backbone": getattr(method_class(cfg["learner"]), "architecture", cfg.get("backbone")),
         "regime": cfg["regime"],
         "seed": state["seed"],
         "train_seconds": state["train_seconds"],
@@ -192,10 +193,12 @@ def _score(state, cfg, dataset) -> dict:
                 "rel_mse": rel_ood,
             },
         },
-        "context_kmeans_ari": metrics.context_kmeans_ari(
-            learner.contexts().cpu().numpy(), train.family
-        ),
     }
+    contexts = learner.contexts().cpu().numpy()
+    # A learner without contexts (one-for-all: size 0) has nothing to cluster: null, not 0.
+    out["context_kmeans_ari"] = (
+        metrics.context_kmeans_ari(contexts, train.family) if contexts.shape[1] else None
+    )
     routing = learner.routing()
     if routing is not None:
         out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))

@@ -141,3 +141,74 @@ def _save_checkpoint(path: Path, learner, opt_ctx, opt_model, log, outer_step):
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
+
+
+def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> TrainLog:
+    """Joint minimisation: ONE optimiser steps every parameter of ``learner`` at once.
+
+    The baselines that do not alternate (one-for-all, CoDA, CAVIA) use this loop. An outer
+    step is ``n_ctx + n_model`` steps (the gradient budget of one alternating outer step), each
+    on ``learner.loss(batch, envs)``; the model's learning rate follows the same step schedule
+    as the alternating loop, the contexts (if any) keep ``lr_ctx``. Checkpoints, logging and
+    :class:`Diverged` behave as in :func:`train_alternating`.
+
+    Args:
+        learner: exposes ``context_parameters()`` (may be empty), ``model_parameters()``,
+            ``loss(batch, envs)``, ``log_extras()``, ``state_dict()``, ``load_state_dict()`` and
+            a ``generator``.
+    """
+    groups = [{"params": learner.model_parameters(), "lr": cfg["lr_model"]}]
+    ctx_params = learner.context_parameters()
+    if ctx_params:
+        groups.append({"params": ctx_params, "lr": cfg["lr_ctx"]})
+    opt = make_optimizer(cfg["optimizer"], groups, cfg["lr_model"])
+    log = TrainLog()
+    start = 0
+    if checkpoint is not None and checkpoint.is_file():
+        state = torch.load(checkpoint, weights_only=False)
+        learner.load_state_dict(state["learner"])
+        opt.load_state_dict(state["opt"])
+        log = state["log"]
+        start = state["outer_step"]
+        learner.generator.set_state(state["generator"])
+    n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
+    for outer in range(start, n_outer):
+        began = time.perf_counter()
+        opt.param_groups[0]["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
+        losses = []
+        for _ in range(n_steps):
+            envs = _env_subset(learner, batch, cfg.get("env_batch"))
+            opt.zero_grad(set_to_none=True)
+            loss = learner.loss(batch, envs)
+            loss.backward()
+            opt.step()
+            log.inner_steps += 1
+            losses.append(loss.detach())
+        mean_loss = torch.stack(losses).mean().item()
+        log.seconds += time.perf_counter() - began
+        if not math.isfinite(mean_loss):
+            raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
+        log.routing.append([])
+        log.rows.append(
+            {
+                "outer_step": outer + 1,
+                "inner_steps": log.inner_steps,
+                "loss": mean_loss,
+                "lr_model": opt.param_groups[0]["lr"],
+                "seconds": round(log.seconds, 4),
+                **learner.log_extras(),
+            }
+        )
+        every = cfg.get("checkpoint_every") or 0
+        if checkpoint is not None and every and (outer + 1) % every == 0 and outer + 1 < n_outer:
+            state = {
+                "learner": learner.state_dict(),
+                "opt": opt.state_dict(),
+                "log": log,
+                "outer_step": outer + 1,
+                "generator": learner.generator.get_state(),
+            }
+            tmp = checkpoint.with_suffix(".tmp")
+            torch.save(state, tmp)
+            os.replace(tmp, checkpoint)
+    return log
