@@ -18,51 +18,20 @@ import torch
 from torch import Tensor, nn
 from torch.func import jvp
 
+from mixer.adaptation import fit_new_contexts, per_env_mse
 from mixer.batch import EnvBatch
 from mixer.methods.base import Learner, register_method
 from mixer.models import VectorField, build_mixture, rollout
 from mixer.models.base import StackedLayers, activation_fn, apply_layers, mlp_sizes
-from mixer.optim import make_optimizer
 from mixer.training import train_alternating, train_joint
 
 
-def per_env_mse(pred: Tensor, target: Tensor) -> Tensor:
-    """[E, N, T, d] pair -> [E] mean squared error per environment."""
-    return (pred - target).square().mean(dim=(1, 2, 3))
-
-
 def fit_contexts(learner, support: EnvBatch, penalty: float = 0.0) -> Tensor:
-    """Context-only adaptation shared by the baselines with a context (METHOD.md §5).
-
-    New contexts start at zero and follow ``adaptation.steps`` optimiser steps on the support
-    MSE (+ ``penalty`` ||ξ||²) with the model frozen; each environment keeps the iterate of
-    lowest support MSE seen. ``learner.field(ctx)`` gives the order-0 field of contexts ``ctx``.
-    """
-    cfg = learner.cfg["adaptation"]
-    ctx = nn.Parameter(torch.zeros(support.n_envs, learner.ctx_dim, device=learner.device))
+    """Context-only adaptation of the baselines: zeros, then the shared adaptation loop."""
+    init = torch.zeros(support.n_envs, learner.ctx_dim, device=learner.device)
     frozen = [p for p in learner.model_parameters() if p.requires_grad]
-    for p in frozen:
-        p.requires_grad_(False)
-    best_ctx, best_loss = ctx.detach().clone(), None
-    try:
-        opt = make_optimizer(cfg["optimizer"], [ctx], cfg["lr"])
-        for step in range(cfg["steps"] + 1):
-            opt.zero_grad(set_to_none=True)
-            pred = rollout(learner.field(ctx), support.x0, support.t, **learner.solver)
-            per_env = per_env_mse(pred, support.X)
-            if best_loss is None:
-                best_loss = per_env.detach().clone()
-            better = per_env.detach() < best_loss
-            best_loss = torch.where(better, per_env.detach(), best_loss)
-            best_ctx = torch.where(better.unsqueeze(1), ctx.detach(), best_ctx)
-            if step == cfg["steps"]:
-                break
-            (per_env.sum() + penalty * ctx.square().sum()).backward()
-            opt.step()
-    finally:
-        for p in frozen:
-            p.requires_grad_(True)
-    return best_ctx
+    cfg = learner.cfg["adaptation"]
+    return fit_new_contexts(learner.field, init, support, cfg, learner.solver, frozen, penalty)[0]
 
 
 class _Baseline(Learner):

@@ -13,10 +13,11 @@ import torch
 from torch import nn
 
 from mixer import gating
+from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
 from mixer.methods.base import Learner, register_method
 from mixer.models import build_mixture, rollout
-from mixer.optim import make_optimizer, mark_expert_stacked
+from mixer.optim import mark_expert_stacked
 from mixer.training import train_alternating
 
 GATE_POLICIES = {
@@ -148,7 +149,6 @@ class MixtureLearner(Learner):
         n_new, n_starts = support.n_envs, len(starts)
         # Every start of every environment is one row of a single batch: [S·E_new, d_ξ].
         init = torch.stack(starts).repeat_interleave(n_new, dim=0)
-        ctx = nn.Parameter(init.clone())
         tiled = EnvBatch(
             support.X.repeat(n_starts, 1, 1, 1),
             support.t.repeat(n_starts, 1),
@@ -156,27 +156,9 @@ class MixtureLearner(Learner):
             support.family,
         )
         frozen = [p for p in self.model.parameters() if p.requires_grad]
-        for p in frozen:
-            p.requires_grad_(False)
-        # The hard gate can re-route a context mid-adaptation to a worse expert, so each row
-        # keeps the iterate with the lowest support loss seen (support data only).
-        best_ctx, best_loss = ctx.detach().clone(), torch.full((len(init),), float("inf"))
-        try:
-            opt = make_optimizer(cfg["optimizer"], [ctx], cfg["lr"])
-            for step in range(cfg["steps"] + 1):
-                opt.zero_grad(set_to_none=True)
-                pred = rollout(self.model.vector_field(ctx), tiled.x0, tiled.t, **self.solver)
-                per_row = (pred - tiled.X).square().mean(dim=(1, 2, 3))
-                better = per_row.detach() < best_loss.to(per_row.device)
-                best_loss = torch.where(better, per_row.detach(), best_loss.to(per_row.device))
-                best_ctx = torch.where(better.unsqueeze(1), ctx.detach(), best_ctx)
-                if step == cfg["steps"]:
-                    break
-                per_row.sum().backward()
-                opt.step()
-        finally:
-            for p in frozen:
-                p.requires_grad_(True)
+        best_ctx, best_loss = fit_new_contexts(
+            self.model.vector_field, init, tiled, cfg, self.solver, frozen
+        )
         best = best_loss.view(n_starts, n_new).argmin(dim=0)  # best start per environment
         return best_ctx.view(n_starts, n_new, -1)[best, torch.arange(n_new)]
 
