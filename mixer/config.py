@@ -150,6 +150,8 @@ def method_config(config: dict, method: str, regime: str = "default") -> dict:
     if knobs.get("n_experts") is not None:
         entry["n_experts"] = knobs["n_experts"]
     mixture = entry["learner"] in GATE_POLICIES and entry["learner"] != "single"
+    if mixture and entry["split_context"] and entry["context_dim_per_expert"] is not None:
+        entry["context_dim"] = entry["n_experts"] * entry["context_dim_per_expert"]
     if mixture and entry["split_context"]:  # the baselines have one expert, no split
         try:
             expert_context_dim(entry["context_dim"], entry["n_experts"], True)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from mixer.batch import make_batch
-from mixer.config import validate_config
+from mixer.config import method_config, validate_config
 from mixer.data import load_dataset
 from mixer.errors import ConfigError
 from mixer.methods import method_class
@@ -178,6 +178,21 @@ def test_bad_method_configs_are_rejected(config, lv):
         from mixer.models import backbone_class
 
         backbone_class("resnet")
+
+
+def test_context_dim_per_expert_scales_with_the_regimes_k(config):
+    cfg = json.loads(json.dumps(config))
+    cfg["methods"]["mixer"].update(split_context=True, context_dim_per_expert=2)
+    cfg["regimes"]["k5"] = {"n_experts": 5}
+    assert (
+        method_config(cfg, "mixer", "default")["context_dim"]
+        == 2 * cfg["methods"]["mixer"]["n_experts"]
+    )
+    assert method_config(cfg, "mixer", "k5")["context_dim"] == 10
+    cfg["methods"]["mixer"]["split_context"] = False  # without a split it is not used
+    assert (
+        method_config(cfg, "mixer", "k5")["context_dim"] == cfg["methods"]["mixer"]["context_dim"]
+    )
 
 
 def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterra):

@@ -19,11 +19,13 @@ rule train:
     resources:
         mem_mb=4000,
         runtime=120,
+        gpu=config["gpus_per_training_job"],
     params:
         spec=cell_spec,
         code=source_hash(),
     message:
         "Training {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
+        " [gpu={resources.gpu}, mem_mb={resources.mem_mb}, runtime={resources.runtime} min]"
     shell:
         "mixer train --spec {params.spec} --dataset-dir $(dirname {input.meta})"
         " --seed {wildcards.seed} --out $(dirname {output.model}) > {log} 2>&1"
