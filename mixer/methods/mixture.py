@@ -117,15 +117,11 @@ class MixtureLearner(Learner):
         contexts = self.ctx.detach()
         K = self.model.n_experts
         clone = self.clone_at_refit and self.refits_done == 0
+        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
         if clone:
-            # The experts are about to be identical copies of the warmed-up expert 0, so every
-            # column of the loss matrix is its column: the assignment starts neutral.
-            source = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)[
-                :, :1
-            ]
-            losses = source.expand(-1, K)
-        else:
-            losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
+            # The experts are about to become copies of the warmed-up expert 0, so every column
+            # of the loss matrix is its column: the cluster-to-expert assignment starts neutral.
+            losses = losses[:, :1].expand(-1, K)
         if self.refit_kind == "faithful":
             result = gating.refit_gate_faithful(contexts, losses, K, self.generator)
         else:
