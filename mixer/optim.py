@@ -78,6 +78,21 @@ class MaskedAdaptive(torch.optim.Optimizer):
                 p.sub_(group["lr"] * update)
                 state["m"], state["s"], state["t"] = m, s, t
 
+    @torch.no_grad()
+    def reset_expert_state(self) -> None:
+        """Forget the moments and step counts of every expert-stacked parameter (all rows).
+
+        Used when the experts are re-initialised (e.g. cloned from one expert): each expert
+        then starts its own Adam/AdaBelief history, as a freshly built optimiser would.
+        """
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                if is_expert_stacked(p) and state:
+                    state["m"].zero_()
+                    state["s"].zero_()
+                    state["t"].zero_()
+
 
 def make_optimizer(name: str, params, lr: float) -> MaskedAdaptive:
     if name not in ("adabelief", "adam"):

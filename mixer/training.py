@@ -58,7 +58,8 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
     Args:
         learner: exposes ``context_parameters()``, ``model_parameters()``, ``loss(batch, envs)``,
             ``after_inner_step(batch, inner_step)``, ``active_experts()``, ``routing()``,
-            ``state_dict()``/``load_state_dict()``.
+            ``state_dict()``/``load_state_dict()``; optionally ``attach_optimizers(opt_ctx,
+            opt_model)``, called once the optimisers exist (and after a resume).
         cfg: the method's ``training`` block (outer_steps, n_ctx, n_model, lr_ctx, lr_model,
             optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every).
         checkpoint: file to resume from and to write every ``checkpoint_every`` outer steps.
@@ -79,6 +80,9 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
         log = state["log"]
         start = state["outer_step"]
         learner.generator.set_state(state["generator"])
+    attach = getattr(learner, "attach_optimizers", None)
+    if attach is not None:
+        attach(opt_ctx, opt_model)
     n_outer = cfg["outer_steps"]
     for outer in range(start, n_outer):
         began = time.perf_counter()

@@ -17,7 +17,7 @@ from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
 from mixer.methods.base import Learner, register_method
 from mixer.models import build_mixture, rollout
-from mixer.optim import mark_expert_stacked
+from mixer.optim import is_expert_stacked, mark_expert_stacked
 from mixer.training import train_alternating
 
 GATE_POLICIES = {
@@ -62,6 +62,17 @@ class MixtureLearner(Learner):
         self.skip_reasons: dict[str, int] = {}
         self.nfe = 0
         self._routed = torch.ones(n_experts, dtype=torch.bool, device=device)
+        self._opt_model = None
+        # Common-ancestor warm-up: until the first refit every environment goes to expert 0
+        # (zero weights, bias favouring expert 0), whatever its context; at the first refit
+        # that expert is copied into all K (see _clone_experts).
+        self.clone_at_refit = (
+            cfg.get("gate_warmup_clone", False) and self.gate_mode == "refit" and n_experts > 1
+        )
+        if self.clone_at_refit:
+            gate = torch.zeros_like(self.model.gate)
+            gate[-1, 0] = 1.0
+            self.model.set_gate(gate)
 
     # --- hooks of the alternating loop ---
 
@@ -94,6 +105,9 @@ class MixtureLearner(Learner):
         if self.refit_kind is not None and warm and every and inner_step % every == 0:
             self.refit_gate(batch)
 
+    def attach_optimizers(self, opt_ctx, opt_model):
+        self._opt_model = opt_model
+
     def log_extras(self):
         return {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
 
@@ -101,8 +115,13 @@ class MixtureLearner(Learner):
 
     def refit_gate(self, batch: EnvBatch) -> None:
         contexts = self.ctx.detach()
-        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
         K = self.model.n_experts
+        clone = self.clone_at_refit and self.refits_done == 0
+        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
+        if clone:
+            # The experts are about to become copies of the warmed-up expert 0, so every column
+            # of the loss matrix is its column: the cluster-to-expert assignment starts neutral.
+            losses = losses[:, :1].expand(-1, K)
         if self.refit_kind == "faithful":
             result = gating.refit_gate_faithful(contexts, losses, K, self.generator)
         else:
@@ -120,9 +139,20 @@ class MixtureLearner(Learner):
             self.refits_skipped += 1
             self.skip_reasons[result.reason] = self.skip_reasons.get(result.reason, 0) + 1
             return
+        if clone:
+            self._clone_experts(source=0)
         self.model.set_gate(result.gate)
         self.centroids = result.centroids
         self.refits_done += 1
+
+    @torch.no_grad()
+    def _clone_experts(self, source: int) -> None:
+        """Copy expert ``source`` into every expert and reset their optimiser moments."""
+        for p in self.model.experts.parameters():
+            if is_expert_stacked(p):
+                p.copy_(p[source : source + 1].expand_as(p))
+        if self._opt_model is not None:
+            self._opt_model.reset_expert_state()
 
     # --- the Learner interface ---
 

@@ -201,3 +201,41 @@ def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterr
     trace = np.load(tmp_path / "routing.npz")
     assert trace["routing"].shape == (3, 9)
     np.testing.assert_array_equal(trace["family"], [0, 1, 2] * 3)
+
+
+def test_warmup_clone_routes_to_one_expert_then_copies_it_into_all(config, lv):
+    cfg = cell_config(config, "mixer", "default")
+    cfg["gate_warmup"], cfg["gate_warmup_clone"] = 6, True  # first refit at inner step 9
+    train = _batch(lv, "train", trajectories=2)
+    learner = method_class("mixer")(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
+    stacked = list(learner.model.experts.parameters())
+    assert not torch.equal(stacked[0][0], stacked[0][1])  # distinct random experts at init
+    # Whatever the contexts, the warm-up gate sends every environment to expert 0.
+    assert learner.routing(10 * torch.randn(train.n_envs, 3)).eq(0).all()
+
+    seen = {}
+    original = learner.refit_gate
+
+    def watched_refit(batch):
+        before = [p.detach()[0].clone() for p in stacked]
+        original(batch)
+        if learner.refits_done == 1 and not seen:
+            seen["ancestor"] = before
+            seen["after"] = [p.detach().clone() for p in stacked]
+            opt = learner._opt_model
+            seen["moments"] = [opt.state[p] for p in stacked]
+            seen["moments"] = [{k: v.clone() for k, v in s.items()} for s in seen["moments"]]
+
+    learner.refit_gate = watched_refit
+    log = learner.fit(train)
+    assert log.routing[0] == [0] * train.n_envs  # outer step 1 is all warm-up
+    assert seen, "no refit happened"
+    for ancestor, after, moments in zip(
+        seen["ancestor"], seen["after"], seen["moments"], strict=True
+    ):
+        for k in range(3):
+            assert torch.equal(after[k], ancestor)  # every expert is the warmed-up expert 0
+        assert moments["m"].abs().sum() == 0 and moments["s"].abs().sum() == 0
+        assert moments["t"].eq(0).all()
+    # Training goes on from there: the routed experts move away from the common ancestor.
+    assert not torch.equal(stacked[0].detach()[0], seen["ancestor"][0])

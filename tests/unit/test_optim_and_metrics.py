@@ -40,6 +40,26 @@ def test_unrouted_expert_rows_do_not_move_nor_age(belief):
     assert opt.state[w]["t"].tolist() == [3.0, 1.0, 3.0]
 
 
+def test_reset_expert_state_forgets_stacked_moments_only():
+    w = mark_expert_stacked(torch.nn.Parameter(torch.ones(3, 2)))
+    shared = torch.nn.Parameter(torch.ones(2))
+    opt = MaskedAdaptive([w, shared], lr=0.1, belief=False)  # Adam: first step = lr·sign(g)
+    for _ in range(2):
+        w.grad, shared.grad = torch.randn(3, 2), torch.randn(2)
+        opt.step(torch.tensor([True, True, False]))
+    shared_state = {k: v.clone() for k, v in opt.state[shared].items()}
+    opt.reset_expert_state()
+    for key in ("m", "s", "t"):
+        assert opt.state[w][key].abs().sum() == 0, key
+        assert torch.equal(opt.state[shared][key], shared_state[key]), key
+    # The next step is a first step again (bias correction from t = 1).
+    w.grad = torch.full((3, 2), 0.5)
+    before = w.detach().clone()
+    opt.step(torch.tensor([True, True, True]))
+    assert torch.allclose(before - w.detach(), torch.full((3, 2), 0.1), atol=1e-4)
+    assert opt.state[w]["t"].tolist() == [1.0, 1.0, 1.0]
+
+
 def test_schedule_drops_at_one_and_two_thirds():
     factors = [step_schedule_factor(s, 30) for s in (0, 9, 10, 19, 20, 29)]
     assert factors == pytest.approx([1, 1, 0.4, 0.4, 0.16, 0.16])
