@@ -31,6 +31,29 @@ def method_class(name: str) -> type[Learner]:
     return METHODS[name]
 
 
+def teacher_forcing_alpha(cfg: dict, outer: int, n_outer: int) -> float:
+    """α of generalised teacher forcing at outer step ``outer`` (0-based) of ``n_outer``.
+
+    ``tf_alpha`` at the first step, moving linearly to ``tf_alpha_end`` at the last one
+    (constant when ``tf_alpha_end`` is null). α = 1 is free running, α = 0 full forcing.
+    """
+    start, end = cfg.get("tf_alpha", 1.0), cfg.get("tf_alpha_end")
+    if end is None:
+        return float(start)
+    fraction = min(outer / (n_outer - 1), 1.0) if n_outer > 1 else 1.0
+    return float(start + (end - start) * fraction)
+
+
+def sequence_scores(model, contexts, batch: EnvBatch, alpha: float, solver: dict) -> dict:
+    """Teacher-forced MSE at ``alpha`` and free-running MSE of a mixture on ``batch``."""
+    with torch.no_grad():
+        scores = {}
+        for key, a in (("loss_tf", alpha), ("mse_free", 1.0)):
+            pred = model.trajectories(contexts, batch.x0, batch.t, data=batch.X, alpha=a, **solver)
+            scores[key] = float((pred - batch.X).square().mean())
+    return scores
+
+
 class Learner(ABC):
     """Contract of a learner (MixER, its variants and the baselines).
 
@@ -45,6 +68,11 @@ class Learner(ABC):
       the model frozen and returns them [E_new, d_ξ].
     - ``contexts()`` returns the training contexts [E, d_ξ]; ``routing(contexts)`` the expert
       of each environment [E] (None for learners without a mixture).
+    - ``start_outer_step(outer, n_outer)`` is called by the training loops before every outer
+      step; here it sets the teacher-forcing strength ``tf_alpha`` of the schedule
+      (only discrete-time backbones use it; ODE rollouts ignore it).
+    - ``sequence_losses(batch, contexts)``: for discrete-time backbones the teacher-forced loss
+      (final α) and the free-running MSE, ``{"loss_tf", "mse_free"}``; ``{}`` otherwise.
     """
 
     name: str = ""
@@ -55,6 +83,22 @@ class Learner(ABC):
         self.n_envs = n_envs
         self.device = device
         self.generator = torch.Generator().manual_seed(seed)
+        self.tf_alpha = teacher_forcing_alpha(cfg, 0, 2)
+
+    @classmethod
+    def architecture_of(cls, cfg: dict) -> str | None:
+        """What metrics.json reports as the backbone: a fixed architecture or `backbone`."""
+        return getattr(cls, "architecture", None) or cfg.get("backbone")
+
+    def start_outer_step(self, outer: int, n_outer: int) -> None:
+        self.tf_alpha = teacher_forcing_alpha(self.cfg, outer, n_outer)
+
+    def final_tf_alpha(self) -> float:
+        """α at the end of training: used by adaptation and the teacher-forced score."""
+        return teacher_forcing_alpha(self.cfg, 1, 2)
+
+    def sequence_losses(self, batch: EnvBatch, contexts: torch.Tensor | None = None) -> dict:
+        return {}
 
     @abstractmethod
     def fit(self, train: EnvBatch, checkpoint=None): ...

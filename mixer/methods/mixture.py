@@ -15,8 +15,8 @@ from torch import nn
 from mixer import gating
 from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, register_method
-from mixer.models import build_mixture, rollout
+from mixer.methods.base import Learner, register_method, sequence_scores
+from mixer.models import backbone_class, build_mixture
 from mixer.optim import mark_expert_stacked
 from mixer.training import train_alternating
 
@@ -49,7 +49,10 @@ class MixtureLearner(Learner):
             gate_mode=self.gate_mode,
             dense=cfg.get("dense", False),
             generator=self.generator,
+            options=backbone_class(cfg["backbone"]).options_from_config(cfg),
         ).to(device)
+        self.discrete_time = self.model.experts.discrete_time
+        self._train: EnvBatch | None = None  # for the per-outer-step PL-RNN scores
         for p in self.model.experts.parameters():
             mark_expert_stacked(p)
         init = torch.zeros(n_envs, cfg["context_dim"])
@@ -74,9 +77,7 @@ class MixtureLearner(Learner):
     def loss(self, batch: EnvBatch, envs=None):
         sub = batch.subset(envs)
         contexts = self.ctx if envs is None else self.ctx[envs]
-        field = self.model.vector_field(contexts)
-        pred = rollout(field, sub.x0, sub.t, **self.solver)
-        self.nfe += field.nfe
+        pred = self.trajectories(contexts, sub, self.tf_alpha)
         self._routed = torch.bincount(
             self.model.route(contexts), minlength=self.model.n_experts
         ).bool()
@@ -95,13 +96,28 @@ class MixtureLearner(Learner):
             self.refit_gate(batch)
 
     def log_extras(self):
-        return {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+        extras = {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+        if self.discrete_time and self._train is not None:
+            extras["tf_alpha"] = self.tf_alpha
+            scores = sequence_scores(self.model, self.ctx, self._train, self.tf_alpha, self.solver)
+            extras.update(scores)
+        return extras
+
+    def trajectories(self, contexts, batch: EnvBatch, alpha: float = 1.0):
+        """Training trajectories (counted in ``nfe``); α < 1 teacher-forces a PL-RNN."""
+        pred = self.model.trajectories(
+            contexts, batch.x0, batch.t, data=batch.X, alpha=alpha, **self.solver
+        )
+        self.nfe += self.model.last_nfe
+        return pred
 
     # --- the MixER update ---
 
     def refit_gate(self, batch: EnvBatch) -> None:
         contexts = self.ctx.detach()
-        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
+        losses = self.model.expert_losses(
+            contexts, batch.x0, batch.t, batch.X, alpha=self.tf_alpha, **self.solver
+        )
         K = self.model.n_experts
         if self.refit_kind == "faithful":
             result = gating.refit_gate_faithful(contexts, losses, K, self.generator)
@@ -127,12 +143,20 @@ class MixtureLearner(Learner):
     # --- the Learner interface ---
 
     def fit(self, train: EnvBatch, checkpoint=None):
+        self._train = train
         return train_alternating(self, train, self.cfg["training"], checkpoint)
 
     def predict(self, batch, contexts=None):
+        """Trajectories from each first state; a PL-RNN runs free (no teacher forcing)."""
         contexts = self.ctx if contexts is None else contexts
         with torch.no_grad():
-            return rollout(self.model.vector_field(contexts), batch.x0, batch.t, **self.solver)
+            return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
+
+    def sequence_losses(self, batch, contexts=None):
+        if not self.discrete_time:
+            return {}
+        contexts = self.ctx if contexts is None else contexts
+        return sequence_scores(self.model, contexts, batch, self.final_tf_alpha(), self.solver)
 
     def contexts(self):
         return self.ctx.detach()
@@ -141,7 +165,10 @@ class MixtureLearner(Learner):
         return self.model.route(self.ctx if contexts is None else contexts)
 
     def adapt(self, support: EnvBatch) -> torch.Tensor:
-        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5)."""
+        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5).
+
+        A PL-RNN adapts on the loss it was trained on: teacher forcing at the final α.
+        """
         cfg = self.cfg["adaptation"]
         starts = [torch.zeros(self.cfg["context_dim"], device=self.device)]
         if cfg["init"] == "multistart" and self.centroids is not None:
@@ -156,8 +183,15 @@ class MixtureLearner(Learner):
             support.family,
         )
         frozen = [p for p in self.model.parameters() if p.requires_grad]
+        alpha = self.final_tf_alpha()
         best_ctx, best_loss = fit_new_contexts(
-            self.model.vector_field, init, tiled, cfg, self.solver, frozen
+            lambda c: self.model.trajectories(
+                c, tiled.x0, tiled.t, data=tiled.X, alpha=alpha, **self.solver
+            ),
+            init,
+            tiled,
+            cfg,
+            frozen,
         )
         best = best_loss.view(n_starts, n_new).argmin(dim=0)  # best start per environment
         return best_ctx.view(n_starts, n_new, -1)[best, torch.arange(n_new)]
