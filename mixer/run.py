@@ -122,8 +122,8 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "reason": state["reason"],
         "method": cfg["method"],
         "learner": cfg["learner"],
-        # Baselines fix their architecture (class attribute), mixtures read `backbone`.
-        "backbone": getattr(method_class(cfg["learner"]), "architecture", cfg.get("backbone")),
+        # Baselines fix their architecture (coda may run a plrnn), mixtures read `backbone`.
+        "backbone": method_class(cfg["learner"]).architecture_of(cfg),
         "regime": cfg["regime"],
         "seed": state["seed"],
         "train_seconds": state["train_seconds"],
@@ -194,6 +194,10 @@ def _score(state, cfg, dataset) -> dict:
             },
         },
     }
+    # Discrete-time backbones (PL-RNN): teacher-forced loss at the final alpha next to the
+    # free-running MSE (mse_id / mse_ood above are free running too).
+    out.update(learner.sequence_losses(test))
+    out.update({f"{k}_ood": v for k, v in learner.sequence_losses(query, adapted).items()})
     contexts = learner.contexts().cpu().numpy()
     # A learner without contexts (one-for-all: size 0) has nothing to cluster: null, not 0.
     out["context_kmeans_ari"] = (
@@ -206,7 +210,25 @@ def _score(state, cfg, dataset) -> dict:
         if trace is not None and len(trace):
             out["routing_settled_step"] = metrics.routing_settled_step(trace)
         out["routing_ood"] = learner.routing(adapted).cpu().numpy()
+    if metrics.dataset_kind(dataset.meta) in metrics.LABELLED_GENERATORS:
+        out.update(_labelled_scores(dataset, train, support, contexts, adapted, routing))
     return out
+
+
+def _labelled_scores(dataset, train, support, contexts, adapted, routing) -> dict:
+    """SVM accuracies and super-class scores of a labelled time-series dataset (§5)."""
+    envs = dataset.environments
+    superclass = [envs[int(i)].get("superclass_index") for i in train.env_id]
+    return metrics.labelled_series_scores(
+        contexts,
+        adapted.detach().cpu().numpy(),
+        train.X.cpu().numpy(),
+        support.X.cpu().numpy(),
+        train.family,
+        support.family,
+        routing=None if routing is None else routing.cpu().numpy(),
+        train_superclasses=None if None in superclass else np.array(superclass),
+    )
 
 
 def _json_default(obj):
