@@ -105,7 +105,7 @@ class PLRNNExpert(Expert):
         """One step of the map, z [E, N, M] -> [E, N, M], with batched matrix products."""
         hidden = F.relu(torch.baddbmm(weights.h2.unsqueeze(1), z, weights.w2.transpose(1, 2)))
         out = torch.baddbmm(weights.h1.unsqueeze(1), hidden, weights.w1.transpose(1, 2))
-        return out + weights.a.unsqueeze(1) * z
+        return torch.addcmul(out, weights.a.unsqueeze(1), z)
 
     def unroll(
         self,
@@ -128,13 +128,21 @@ class PLRNNExpert(Expert):
         forcing = alpha < 1.0
         if forcing and (data is None or data.shape[2] != n_times):
             raise ValueError("teacher forcing (alpha < 1) needs data [E, N, T, d] on the grid")
-        z = F.pad(x0, (0, self.latent_dim - d))
+        pad = (0, self.latent_dim - d)
+        z = F.pad(x0, pad)
         tau = x0.new_zeros(())
-        outputs = [x0]
+        if forcing:
+            # z̃ = keep ⊙ z + pull_s: keep is α on the observed components and 1 elsewhere,
+            # pull_s is (1 − α) x_s padded with zeros; one fused op per step.
+            keep = torch.ones(self.latent_dim, dtype=z.dtype, device=z.device)
+            keep[:d] = alpha
+            pull = (1.0 - alpha) * F.pad(data[:, :, : n_times - 1], pad)
+        states = []
         for s in range(n_times - 1):
             if forcing:
-                observed = alpha * z[..., :d] + (1.0 - alpha) * data[:, :, s]
-                z = torch.cat([observed, z[..., d:]], dim=-1)
+                z = torch.addcmul(pull[:, :, s], keep, z)
             z = step(tau, z)
-            outputs.append(z[..., :d])
-        return torch.stack(outputs, dim=2)
+            states.append(z)
+        if not states:
+            return x0.unsqueeze(2)
+        return torch.cat([x0.unsqueeze(2), torch.stack(states, dim=2)[..., :d]], dim=2)
