@@ -44,16 +44,6 @@ def teacher_forcing_alpha(cfg: dict, outer: int, n_outer: int) -> float:
     return float(start + (end - start) * fraction)
 
 
-def sequence_scores(model, contexts, batch: EnvBatch, alpha: float, solver: dict) -> dict:
-    """Teacher-forced MSE at ``alpha`` and free-running MSE of a mixture on ``batch``."""
-    with torch.no_grad():
-        scores = {}
-        for key, a in (("loss_tf", alpha), ("mse_free", 1.0)):
-            pred = model.trajectories(contexts, batch.x0, batch.t, data=batch.X, alpha=a, **solver)
-            scores[key] = float((pred - batch.X).square().mean())
-    return scores
-
-
 class Learner(ABC):
     """Contract of a learner (MixER, its variants and the baselines).
 
@@ -124,3 +114,68 @@ class Learner(ABC):
     def counters(self) -> dict:
         """Run counters for the metrics file (refits, function evaluations, ...)."""
         return {}
+
+
+class MixtureTrajectories:
+    """Contexts -> trajectories for learners built on a :class:`MixtureOfExperts`.
+
+    Mixed into the mixture learners and the context baselines (CoDA, NCF). Expects
+    ``self.model`` (the mixture), ``self.ctx`` (training contexts), ``self.solver``,
+    ``self.nfe``, ``self.tf_alpha`` and ``self._train`` (the training batch, set by ``fit``).
+    Every path goes through ``MixtureOfExperts.trajectories``, so an ODE bank is rolled out
+    and a PL-RNN is unrolled (teacher-forced with α < 1) without the learner knowing which.
+    """
+
+    @property
+    def discrete_time(self) -> bool:
+        return self.model.experts.discrete_time
+
+    def trajectories(self, contexts, batch: EnvBatch, alpha: float = 1.0) -> torch.Tensor:
+        """Training trajectories (counted in ``nfe``); α < 1 teacher-forces a PL-RNN."""
+        pred = self.model.trajectories(
+            contexts, batch.x0, batch.t, data=batch.X, alpha=alpha, **self.solver
+        )
+        self.nfe += self.model.last_nfe
+        return pred
+
+    def predict(self, batch: EnvBatch, contexts=None) -> torch.Tensor:
+        """Trajectories from each first state; a PL-RNN runs free (no teacher forcing)."""
+        contexts = self.ctx if contexts is None else contexts
+        with torch.no_grad():
+            return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
+
+    def support_trajectories(self, support: EnvBatch):
+        """``contexts -> trajectories`` of the support rows, for contexts-only adaptation.
+
+        A PL-RNN adapts on the loss it was trained on: teacher forcing at the final α.
+        """
+        alpha = self.final_tf_alpha()
+
+        def trajectories_of(contexts):
+            return self.model.trajectories(
+                contexts, support.x0, support.t, data=support.X, alpha=alpha, **self.solver
+            )
+
+        return trajectories_of
+
+    def _scores(self, contexts, batch: EnvBatch, alpha: float) -> dict:
+        with torch.no_grad():
+            scores = {}
+            for key, a in (("loss_tf", alpha), ("mse_free", 1.0)):
+                pred = self.model.trajectories(
+                    contexts, batch.x0, batch.t, data=batch.X, alpha=a, **self.solver
+                )
+                scores[key] = float((pred - batch.X).square().mean())
+        return scores
+
+    def sequence_log(self) -> dict:
+        """train_log columns of a PL-RNN: α now, teacher-forced and free-running MSE."""
+        if not self.discrete_time or self._train is None:
+            return {}
+        return {"tf_alpha": self.tf_alpha, **self._scores(self.ctx, self._train, self.tf_alpha)}
+
+    def sequence_losses(self, batch: EnvBatch, contexts=None) -> dict:
+        if not self.discrete_time:
+            return {}
+        contexts = self.ctx if contexts is None else contexts
+        return self._scores(contexts, batch, self.final_tf_alpha())

@@ -22,7 +22,7 @@ from torch.func import jvp
 
 from mixer.adaptation import fit_new_contexts, per_env_mse
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, register_method, sequence_scores
+from mixer.methods.base import Learner, MixtureTrajectories, register_method
 from mixer.models import VectorField, backbone_class, build_mixture, rollout
 from mixer.models.base import StackedLayers, activation_fn, apply_layers, mlp_sizes
 from mixer.training import train_alternating, train_joint
@@ -33,13 +33,7 @@ def fit_contexts(learner, support: EnvBatch, penalty: float = 0.0) -> Tensor:
     init = torch.zeros(support.n_envs, learner.ctx_dim, device=learner.device)
     frozen = [p for p in learner.model_parameters() if p.requires_grad]
     cfg = learner.cfg["adaptation"]
-    alpha = learner.final_tf_alpha()
-
-    def trajectories_of(contexts):
-        return learner.model.trajectories(
-            contexts, support.x0, support.t, data=support.X, alpha=alpha, **learner.solver
-        )
-
+    trajectories_of = learner.support_trajectories(support)
     return fit_new_contexts(trajectories_of, init, support, cfg, frozen, penalty)[0]
 
 
@@ -124,7 +118,7 @@ class OneForAllLearner(_Baseline):
         return {**super().counters(), "adaptation": "none"}
 
 
-class _ContextBaseline(_Baseline):
+class _ContextBaseline(MixtureTrajectories, _Baseline):
     """A baseline built on one expert (K = 1) of a bank, with one context per environment."""
 
     backbone = ""
@@ -154,7 +148,6 @@ class _ContextBaseline(_Baseline):
             generator=self.generator,
             options=backbone_class(backbone).options_from_config(cfg),
         ).to(device)
-        self.discrete_time = self.model.experts.discrete_time
         self._train: EnvBatch | None = None
         init = torch.zeros(n_envs, self.ctx_dim)
         if cfg["context_init"] == "random":
@@ -164,36 +157,14 @@ class _ContextBaseline(_Baseline):
     def field(self, contexts: Tensor) -> VectorField:
         return self.model.vector_field(contexts)
 
-    def trajectories(self, contexts: Tensor, batch: EnvBatch, alpha: float = 1.0) -> Tensor:
-        """Training trajectories (counted in ``nfe``); α < 1 teacher-forces a PL-RNN."""
-        pred = self.model.trajectories(
-            contexts, batch.x0, batch.t, data=batch.X, alpha=alpha, **self.solver
-        )
-        self.nfe += self.model.last_nfe
-        return pred
-
     def log_extras(self):
-        if not self.discrete_time or self._train is None:
-            return {}
-        scores = sequence_scores(self.model, self.ctx, self._train, self.tf_alpha, self.solver)
-        return {"tf_alpha": self.tf_alpha, **scores}
-
-    def sequence_losses(self, batch, contexts=None):
-        if not self.discrete_time:
-            return {}
-        contexts = self.ctx if contexts is None else contexts
-        return sequence_scores(self.model, contexts, batch, self.final_tf_alpha(), self.solver)
+        return self.sequence_log()
 
     def context_parameters(self):
         return [self.ctx]
 
     def model_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def predict(self, batch, contexts=None):
-        contexts = self.ctx if contexts is None else contexts
-        with torch.no_grad():
-            return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
 
     def contexts(self):
         return self.ctx.detach()

@@ -15,7 +15,7 @@ from torch import nn
 from mixer import gating
 from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, register_method, sequence_scores
+from mixer.methods.base import Learner, MixtureTrajectories, register_method
 from mixer.models import backbone_class, build_mixture
 from mixer.optim import mark_expert_stacked
 from mixer.training import train_alternating
@@ -30,7 +30,7 @@ GATE_POLICIES = {
 
 
 @register_method(*GATE_POLICIES)
-class MixtureLearner(Learner):
+class MixtureLearner(MixtureTrajectories, Learner):
     def __init__(self, cfg, state_dim, n_envs, device, seed):
         super().__init__(cfg, state_dim, n_envs, device, seed)
         self.gate_mode, self.refit_kind = GATE_POLICIES[cfg["learner"]]
@@ -51,7 +51,6 @@ class MixtureLearner(Learner):
             generator=self.generator,
             options=backbone_class(cfg["backbone"]).options_from_config(cfg),
         ).to(device)
-        self.discrete_time = self.model.experts.discrete_time
         self._train: EnvBatch | None = None  # for the per-outer-step PL-RNN scores
         for p in self.model.experts.parameters():
             mark_expert_stacked(p)
@@ -96,20 +95,8 @@ class MixtureLearner(Learner):
             self.refit_gate(batch)
 
     def log_extras(self):
-        extras = {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
-        if self.discrete_time and self._train is not None:
-            extras["tf_alpha"] = self.tf_alpha
-            scores = sequence_scores(self.model, self.ctx, self._train, self.tf_alpha, self.solver)
-            extras.update(scores)
-        return extras
-
-    def trajectories(self, contexts, batch: EnvBatch, alpha: float = 1.0):
-        """Training trajectories (counted in ``nfe``); α < 1 teacher-forces a PL-RNN."""
-        pred = self.model.trajectories(
-            contexts, batch.x0, batch.t, data=batch.X, alpha=alpha, **self.solver
-        )
-        self.nfe += self.model.last_nfe
-        return pred
+        refits = {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+        return {**refits, **self.sequence_log()}
 
     # --- the MixER update ---
 
@@ -146,18 +133,6 @@ class MixtureLearner(Learner):
         self._train = train
         return train_alternating(self, train, self.cfg["training"], checkpoint)
 
-    def predict(self, batch, contexts=None):
-        """Trajectories from each first state; a PL-RNN runs free (no teacher forcing)."""
-        contexts = self.ctx if contexts is None else contexts
-        with torch.no_grad():
-            return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
-
-    def sequence_losses(self, batch, contexts=None):
-        if not self.discrete_time:
-            return {}
-        contexts = self.ctx if contexts is None else contexts
-        return sequence_scores(self.model, contexts, batch, self.final_tf_alpha(), self.solver)
-
     def contexts(self):
         return self.ctx.detach()
 
@@ -183,15 +158,8 @@ class MixtureLearner(Learner):
             support.family,
         )
         frozen = [p for p in self.model.parameters() if p.requires_grad]
-        alpha = self.final_tf_alpha()
         best_ctx, best_loss = fit_new_contexts(
-            lambda c: self.model.trajectories(
-                c, tiled.x0, tiled.t, data=tiled.X, alpha=alpha, **self.solver
-            ),
-            init,
-            tiled,
-            cfg,
-            frozen,
+            self.support_trajectories(tiled), init, tiled, cfg, frozen
         )
         best = best_loss.view(n_starts, n_new).argmin(dim=0)  # best start per environment
         return best_ctx.view(n_starts, n_new, -1)[best, torch.arange(n_new)]
