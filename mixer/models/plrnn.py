@@ -34,10 +34,16 @@ from mixer.models.rollout import FieldFn
 
 
 class PLRNNWeights:
-    """One environment's materialised PL-RNN: a [E, M], W1 [E, M, H], h1, W2 [E, H, M], h2."""
+    """Every environment's materialised PL-RNN: a [E, M], W1 [E, M, H], h1, W2 [E, H, M], h2.
+
+    The shapes the step uses (row vectors, transposed matrices) are views taken once here, not
+    at every step, which keeps the autograd graph of a long unroll small.
+    """
 
     def __init__(self, a: Tensor, w1: Tensor, h1: Tensor, w2: Tensor, h2: Tensor):
         self.a, self.w1, self.h1, self.w2, self.h2 = a, w1, h1, w2, h2
+        self.a_row, self.h1_row, self.h2_row = a.unsqueeze(1), h1.unsqueeze(1), h2.unsqueeze(1)
+        self.w1_t, self.w2_t = w1.transpose(1, 2), w2.transpose(1, 2)
 
 
 class PLRNNExpert(Expert):
@@ -103,9 +109,8 @@ class PLRNNExpert(Expert):
 
     def field(self, weights: PLRNNWeights, z: Tensor) -> Tensor:
         """One step of the map, z [E, N, M] -> [E, N, M], with batched matrix products."""
-        hidden = F.relu(torch.baddbmm(weights.h2.unsqueeze(1), z, weights.w2.transpose(1, 2)))
-        out = torch.baddbmm(weights.h1.unsqueeze(1), hidden, weights.w1.transpose(1, 2))
-        return torch.addcmul(out, weights.a.unsqueeze(1), z)
+        hidden = F.relu(torch.baddbmm(weights.h2_row, z, weights.w2_t))
+        return torch.addcmul(torch.baddbmm(weights.h1_row, hidden, weights.w1_t), weights.a_row, z)
 
     def unroll(
         self,
