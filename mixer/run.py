@@ -3,7 +3,15 @@
 Training writes ``model.pt`` (learner state, status, config, provenance), ``train_log.csv``
 and ``routing.npz`` (routing after every outer step). A loss that becomes NaN/inf ends the
 run with status ``diverged``: files are still written and no exception reaches Snakemake.
-Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run.
+Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run. Besides the
+reconstruction, routing and cost figures it holds, for a PL-RNN, ``loss_tf``/``mse_free``
+(teacher-forced at the final α / free running, in-domain; ``*_ood`` after adaptation), and
+for labelled time series (dataset generator ``control_charts`` or ``eeg``):
+``svm_context_accuracy`` (RBF-SVM, C = 1, gamma = 'scale', standardised features, trained
+on the training contexts with their classes, tested on the adapted contexts of the
+adaptation environments), ``svm_raw_accuracy`` (the same SVM on the flattened raw segments,
+training -> adaptation support) and, when environments carry ``superclass_index``, the
+routing and context K-means scores against super-classes (``*_superclass``).
 """
 
 from __future__ import annotations
