@@ -8,7 +8,6 @@ import torch
 from torch import Tensor, nn
 
 from mixer.batch import EnvBatch
-from mixer.models import rollout
 from mixer.optim import make_optimizer
 
 
@@ -18,17 +17,17 @@ def per_env_mse(pred: Tensor, target: Tensor) -> Tensor:
 
 
 def fit_new_contexts(
-    field_of: Callable,
+    trajectories_of: Callable[[Tensor], Tensor],
     init: Tensor,
     support: EnvBatch,
     cfg: dict,
-    solver: dict,
     frozen: list[Tensor],
     penalty: float = 0.0,
 ) -> tuple[Tensor, Tensor]:
     """Fit one context per row of ``support`` from ``init`` [R, d_ξ], the model frozen.
 
-    ``field_of(contexts)`` returns the vector field of those contexts; ``cfg`` is the
+    ``trajectories_of(contexts)`` returns the model's trajectories [R, N, T, d] of the support
+    rows with those contexts (an ODE rollout, or a teacher-forced PL-RNN); ``cfg`` is the
     ``adaptation`` block (steps, lr, optimizer). The loss is the support MSE
     (+ ``penalty`` ||ξ||²). Each row keeps the iterate of lowest support MSE seen: a hard
     gate can re-route a context mid-adaptation to a worse expert, and selecting on support
@@ -43,7 +42,7 @@ def fit_new_contexts(
         opt = make_optimizer(cfg["optimizer"], [ctx], cfg["lr"])
         for step in range(cfg["steps"] + 1):
             opt.zero_grad(set_to_none=True)
-            pred = rollout(field_of(ctx), support.x0, support.t, **solver)
+            pred = trajectories_of(ctx)
             per_row = per_env_mse(pred, support.X)
             better = per_row.detach() < best_loss
             best_loss = torch.where(better, per_row.detach(), best_loss)

@@ -136,7 +136,14 @@ def method_config(config: dict, method: str, regime: str = "default") -> dict:
     from mixer.models import expert_context_dim
 
     entry = copy.deepcopy(config["methods"][method])
-    method_class(entry["learner"])  # unknown learner -> ConfigError listing the valid ones
+    learner = method_class(entry["learner"])  # unknown learner -> ConfigError listing them
+    architecture = learner.architecture_of(entry)
+    if entry.get("backbone") == "plrnn" and architecture != "plrnn":
+        raise ConfigError(
+            f"methods.{method}: learner '{entry['learner']}' has a fixed architecture "
+            f"({architecture}) and cannot run backbone 'plrnn'; the PL-RNN runs in mixer, "
+            "mixer-faithful, moe-gd, moe-frozen, single and coda"
+        )
     merged = {}
     for block in ("training", "adaptation", "solver"):
         merged[block] = {**config[block], **entry[block]}

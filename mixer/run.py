@@ -3,7 +3,15 @@
 Training writes ``model.pt`` (learner state, status, config, provenance), ``train_log.csv``
 and ``routing.npz`` (routing after every outer step). A loss that becomes NaN/inf ends the
 run with status ``diverged``: files are still written and no exception reaches Snakemake.
-Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run.
+Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run. Besides the
+reconstruction, routing and cost figures it holds, for a PL-RNN, ``loss_tf``/``mse_free``
+(teacher-forced at the final α / free running, in-domain; ``*_ood`` after adaptation), and
+for labelled time series (dataset generator ``control_charts`` or ``eeg``):
+``svm_context_accuracy`` (RBF-SVM, C = 1, gamma = 'scale', standardised features, trained
+on the training contexts with their classes, tested on the adapted contexts of the
+adaptation environments), ``svm_raw_accuracy`` (the same SVM on the flattened raw segments,
+training -> adaptation support) and, when environments carry ``superclass_index``, the
+routing and context K-means scores against super-classes (``*_superclass``).
 """
 
 from __future__ import annotations
@@ -122,8 +130,8 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "reason": state["reason"],
         "method": cfg["method"],
         "learner": cfg["learner"],
-        # Baselines fix their architecture (class attribute), mixtures read `backbone`.
-        "backbone": getattr(method_class(cfg["learner"]), "architecture", cfg.get("backbone")),
+        # Baselines fix their architecture (coda may run a plrnn), mixtures read `backbone`.
+        "backbone": method_class(cfg["learner"]).architecture_of(cfg),
         "regime": cfg["regime"],
         "seed": state["seed"],
         "train_seconds": state["train_seconds"],
@@ -194,6 +202,10 @@ def _score(state, cfg, dataset) -> dict:
             },
         },
     }
+    # Discrete-time backbones (PL-RNN): teacher-forced loss at the final alpha next to the
+    # free-running MSE (mse_id / mse_ood above are free running too).
+    out.update(learner.sequence_losses(test))
+    out.update({f"{k}_ood": v for k, v in learner.sequence_losses(query, adapted).items()})
     contexts = learner.contexts().cpu().numpy()
     # A learner without contexts (one-for-all: size 0) has nothing to cluster: null, not 0.
     out["context_kmeans_ari"] = (
@@ -206,7 +218,25 @@ def _score(state, cfg, dataset) -> dict:
         if trace is not None and len(trace):
             out["routing_settled_step"] = metrics.routing_settled_step(trace)
         out["routing_ood"] = learner.routing(adapted).cpu().numpy()
+    if metrics.dataset_kind(dataset.meta) in metrics.LABELLED_GENERATORS:
+        out.update(_labelled_scores(dataset, train, support, contexts, adapted, routing))
     return out
+
+
+def _labelled_scores(dataset, train, support, contexts, adapted, routing) -> dict:
+    """SVM accuracies and super-class scores of a labelled time-series dataset (§5)."""
+    envs = dataset.environments
+    superclass = [envs[int(i)].get("superclass_index") for i in train.env_id]
+    return metrics.labelled_series_scores(
+        contexts,
+        adapted.detach().cpu().numpy(),
+        train.X.cpu().numpy(),
+        support.X.cpu().numpy(),
+        train.family,
+        support.family,
+        routing=None if routing is None else routing.cpu().numpy(),
+        train_superclasses=None if None in superclass else np.array(superclass),
+    )
 
 
 def _json_default(obj):

@@ -58,8 +58,9 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
     Args:
         learner: exposes ``context_parameters()``, ``model_parameters()``, ``loss(batch, envs)``,
             ``after_inner_step(batch, inner_step)``, ``active_experts()``, ``routing()``,
-            ``state_dict()``/``load_state_dict()``; optionally ``attach_optimizers(opt_ctx,
-            opt_model)``, called once the optimisers exist (and after a resume).
+            ``start_outer_step(outer, n_outer)``, ``state_dict()``/``load_state_dict()``;
+            optionally ``attach_optimizers(opt_ctx, opt_model)``, called once the optimisers
+            exist (and after a resume).
         cfg: the method's ``training`` block (outer_steps, n_ctx, n_model, lr_ctx, lr_model,
             optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every).
         checkpoint: file to resume from and to write every ``checkpoint_every`` outer steps.
@@ -86,6 +87,7 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
     n_outer = cfg["outer_steps"]
     for outer in range(start, n_outer):
         began = time.perf_counter()
+        learner.start_outer_step(outer, n_outer)
         for group in opt_model.param_groups:
             group["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
         losses = []
@@ -158,7 +160,8 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
 
     Args:
         learner: exposes ``context_parameters()`` (may be empty), ``model_parameters()``,
-            ``loss(batch, envs)``, ``log_extras()``, ``state_dict()``, ``load_state_dict()`` and
+            ``loss(batch, envs)``, ``log_extras()``, ``start_outer_step(outer, n_outer)``,
+            ``state_dict()``, ``load_state_dict()`` and
             a ``generator``.
     """
     groups = [{"params": learner.model_parameters(), "lr": cfg["lr_model"]}]
@@ -178,6 +181,7 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
     n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
     for outer in range(start, n_outer):
         began = time.perf_counter()
+        learner.start_outer_step(outer, n_outer)
         opt.param_groups[0]["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
         losses = []
         for _ in range(n_steps):

@@ -2,7 +2,9 @@
 
 - ``one-for-all``: one neural ODE for every environment, no context, no adaptation.
 - ``coda``: θ_e = θ + H ξ_e (Kirchmeyer et al. 2022), θ, H and Ξ optimised jointly with
-  λ_ξ Σ_e ||ξ_e||² + λ_H ||H||_{1,2}.
+  λ_ξ Σ_e ||ξ_e||² + λ_H ||H||_{1,2}. Its root network is an MLP vector field, or, with
+  ``backbone: plrnn``, the hierarchical PL-RNN (the same θ + H ξ over the PL-RNN's parameters,
+  teacher-forced as in the mixtures): CoDA-style training of the PL-RNN.
 - ``cavia``: the context φ is an extra input of the field, fitted by a few gradient steps per
   environment inside the meta-training loop (Zintgraf et al. 2019), second order by default.
 - ``ncf``: contextual self-modulation (Nzoyem et al. 2025): each environment is also rolled out
@@ -20,8 +22,8 @@ from torch.func import jvp
 
 from mixer.adaptation import fit_new_contexts, per_env_mse
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, register_method
-from mixer.models import VectorField, build_mixture, rollout
+from mixer.methods.base import Learner, MixtureTrajectories, register_method
+from mixer.models import VectorField, backbone_class, build_mixture, rollout
 from mixer.models.base import StackedLayers, activation_fn, apply_layers, mlp_sizes
 from mixer.training import train_alternating, train_joint
 
@@ -31,7 +33,8 @@ def fit_contexts(learner, support: EnvBatch, penalty: float = 0.0) -> Tensor:
     init = torch.zeros(support.n_envs, learner.ctx_dim, device=learner.device)
     frozen = [p for p in learner.model_parameters() if p.requires_grad]
     cfg = learner.cfg["adaptation"]
-    return fit_new_contexts(learner.field, init, support, cfg, learner.solver, frozen, penalty)[0]
+    trajectories_of = learner.support_trajectories(support)
+    return fit_new_contexts(trajectories_of, init, support, cfg, frozen, penalty)[0]
 
 
 class _Baseline(Learner):
@@ -115,16 +118,25 @@ class OneForAllLearner(_Baseline):
         return {**super().counters(), "adaptation": "none"}
 
 
-class _ContextBaseline(_Baseline):
+class _ContextBaseline(MixtureTrajectories, _Baseline):
     """A baseline built on one expert (K = 1) of a bank, with one context per environment."""
 
     backbone = ""
 
+    @classmethod
+    def backbone_of(cls, cfg: dict) -> str:
+        return cls.backbone
+
+    @classmethod
+    def architecture_of(cls, cfg: dict) -> str:
+        return cls.backbone_of(cfg)
+
     def __init__(self, cfg, state_dim, n_envs, device, seed):
         super().__init__(cfg, state_dim, n_envs, device, seed)
         self.ctx_dim = cfg["context_dim"]
+        backbone = self.backbone_of(cfg)
         self.model = build_mixture(
-            self.backbone,
+            backbone,
             state_dim,
             self.ctx_dim,
             1,
@@ -134,7 +146,9 @@ class _ContextBaseline(_Baseline):
             split_context=False,
             gate_mode="refit",
             generator=self.generator,
+            options=backbone_class(backbone).options_from_config(cfg),
         ).to(device)
+        self._train: EnvBatch | None = None
         init = torch.zeros(n_envs, self.ctx_dim)
         if cfg["context_init"] == "random":
             init = 1e-2 * torch.randn(n_envs, self.ctx_dim, generator=self.generator)
@@ -143,16 +157,14 @@ class _ContextBaseline(_Baseline):
     def field(self, contexts: Tensor) -> VectorField:
         return self.model.vector_field(contexts)
 
+    def log_extras(self):
+        return self.sequence_log()
+
     def context_parameters(self):
         return [self.ctx]
 
     def model_parameters(self):
         return [p for p in self.model.parameters() if p.requires_grad]
-
-    def predict(self, batch, contexts=None):
-        contexts = self.ctx if contexts is None else contexts
-        with torch.no_grad():
-            return rollout(self.field(contexts), batch.x0, batch.t, **self.solver)
 
     def contexts(self):
         return self.ctx.detach()
@@ -169,9 +181,17 @@ class _ContextBaseline(_Baseline):
 
 @register_method("coda")
 class CoDALearner(_ContextBaseline):
-    """CoDA: the ``coda`` bank with K = 1, one optimiser over θ, H and Ξ, regularised."""
+    """CoDA: the ``coda`` bank with K = 1, one optimiser over θ, H and Ξ, regularised.
+
+    With ``backbone: plrnn`` the bank is the PL-RNN (same θ + H ξ layout, same regulariser);
+    any other ``backbone`` value is ignored (the MLP vector field of CoDA).
+    """
 
     backbone = architecture = "coda"
+
+    @classmethod
+    def backbone_of(cls, cfg: dict) -> str:
+        return "plrnn" if cfg.get("backbone") == "plrnn" else "coda"
 
     def regulariser(self) -> Tensor:
         """λ_ξ Σ_e ||ξ_e||² + λ_H Σ_rows ||H_row||_2 (a row: one root parameter's d_ξ weights)."""
@@ -185,10 +205,11 @@ class CoDALearner(_ContextBaseline):
     def loss(self, batch, envs=None):
         sub = batch.subset(envs)
         contexts = self.ctx if envs is None else self.ctx[envs]
-        mse = per_env_mse(self._roll(self.field(contexts), sub), sub.X).mean()
+        mse = per_env_mse(self.trajectories(contexts, sub, self.tf_alpha), sub.X).mean()
         return mse + self.regulariser()
 
     def fit(self, train, checkpoint=None):
+        self._train = train
         return train_joint(self, train, self.cfg["training"], checkpoint)
 
     def adapt(self, support):

@@ -15,8 +15,8 @@ from torch import nn
 from mixer import gating
 from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, register_method
-from mixer.models import build_mixture, rollout
+from mixer.methods.base import Learner, MixtureTrajectories, register_method
+from mixer.models import backbone_class, build_mixture
 from mixer.optim import is_expert_stacked, mark_expert_stacked
 from mixer.training import train_alternating
 
@@ -30,7 +30,7 @@ GATE_POLICIES = {
 
 
 @register_method(*GATE_POLICIES)
-class MixtureLearner(Learner):
+class MixtureLearner(MixtureTrajectories, Learner):
     def __init__(self, cfg, state_dim, n_envs, device, seed):
         super().__init__(cfg, state_dim, n_envs, device, seed)
         self.gate_mode, self.refit_kind = GATE_POLICIES[cfg["learner"]]
@@ -49,7 +49,9 @@ class MixtureLearner(Learner):
             gate_mode=self.gate_mode,
             dense=cfg.get("dense", False),
             generator=self.generator,
+            options=backbone_class(cfg["backbone"]).options_from_config(cfg),
         ).to(device)
+        self._train: EnvBatch | None = None  # for the per-outer-step PL-RNN scores
         for p in self.model.experts.parameters():
             mark_expert_stacked(p)
         init = torch.zeros(n_envs, cfg["context_dim"])
@@ -85,9 +87,7 @@ class MixtureLearner(Learner):
     def loss(self, batch: EnvBatch, envs=None):
         sub = batch.subset(envs)
         contexts = self.ctx if envs is None else self.ctx[envs]
-        field = self.model.vector_field(contexts)
-        pred = rollout(field, sub.x0, sub.t, **self.solver)
-        self.nfe += field.nfe
+        pred = self.trajectories(contexts, sub, self.tf_alpha)
         self._routed = torch.bincount(
             self.model.route(contexts), minlength=self.model.n_experts
         ).bool()
@@ -109,7 +109,8 @@ class MixtureLearner(Learner):
         self._opt_model = opt_model
 
     def log_extras(self):
-        return {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+        refits = {"refits_done": self.refits_done, "refits_skipped": self.refits_skipped}
+        return {**refits, **self.sequence_log()}
 
     # --- the MixER update ---
 
@@ -117,7 +118,9 @@ class MixtureLearner(Learner):
         contexts = self.ctx.detach()
         K = self.model.n_experts
         clone = self.clone_at_refit and self.refits_done == 0
-        losses = self.model.expert_losses(contexts, batch.x0, batch.t, batch.X, **self.solver)
+        losses = self.model.expert_losses(
+            contexts, batch.x0, batch.t, batch.X, alpha=self.tf_alpha, **self.solver
+        )
         if clone:
             # The experts are about to become copies of the warmed-up expert 0, so every column
             # of the loss matrix is its column: the cluster-to-expert assignment starts neutral.
@@ -157,12 +160,8 @@ class MixtureLearner(Learner):
     # --- the Learner interface ---
 
     def fit(self, train: EnvBatch, checkpoint=None):
+        self._train = train
         return train_alternating(self, train, self.cfg["training"], checkpoint)
-
-    def predict(self, batch, contexts=None):
-        contexts = self.ctx if contexts is None else contexts
-        with torch.no_grad():
-            return rollout(self.model.vector_field(contexts), batch.x0, batch.t, **self.solver)
 
     def contexts(self):
         return self.ctx.detach()
@@ -171,7 +170,10 @@ class MixtureLearner(Learner):
         return self.model.route(self.ctx if contexts is None else contexts)
 
     def adapt(self, support: EnvBatch) -> torch.Tensor:
-        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5)."""
+        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5).
+
+        A PL-RNN adapts on the loss it was trained on: teacher forcing at the final α.
+        """
         cfg = self.cfg["adaptation"]
         starts = [torch.zeros(self.cfg["context_dim"], device=self.device)]
         if cfg["init"] == "multistart" and self.centroids is not None:
@@ -187,7 +189,7 @@ class MixtureLearner(Learner):
         )
         frozen = [p for p in self.model.parameters() if p.requires_grad]
         best_ctx, best_loss = fit_new_contexts(
-            self.model.vector_field, init, tiled, cfg, self.solver, frozen
+            self.support_trajectories(tiled), init, tiled, cfg, frozen
         )
         best = best_loss.view(n_starts, n_new).argmin(dim=0)  # best start per environment
         return best_ctx.view(n_starts, n_new, -1)[best, torch.arange(n_new)]

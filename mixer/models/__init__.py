@@ -5,6 +5,7 @@ from mixer.models.coda import CoDAExpert
 from mixer.models.geps import GEPSExpert
 from mixer.models.moe import GATE_MODES, MixtureOfExperts, expert_context_dim
 from mixer.models.ncf import NCFExpert
+from mixer.models.plrnn import PLRNNExpert
 from mixer.models.registry import BACKBONES, backbone_class, build_mixture
 from mixer.models.rollout import VectorField, rollout, uniform_steps
 
@@ -17,6 +18,7 @@ __all__ = [
     "GEPSExpert",
     "MixtureOfExperts",
     "NCFExpert",
+    "PLRNNExpert",
     "VectorField",
     "backbone_class",
     "build_mixture",

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixer.errors import ConfigError
+from mixer.models.rollout import FieldFn, rollout
 
 # One batched linear layer: W [E, out, in], b [E, out].
 Layer = tuple[Tensor, Tensor]
@@ -115,6 +116,13 @@ class Expert(nn.Module, ABC):
     - ``field(weights, x [E, N, state_dim])`` returns f(x; ξ_e) as [E, N, state_dim] using
       only batched matrix products. The field is autonomous (no time input).
     - ``forward(expert_of_env, contexts, x)`` is ``field(env_weights(...), x)``.
+    - ``unroll(fn, x0, t, data=None, alpha=1.0, **solver)`` turns a field ``fn(τ, x)`` built
+      from these weights into trajectories [E, N, T, d] from x0 [E, N, d] on grids t [E, T]:
+      the ODE rollout here (``data`` and ``alpha`` are ignored); a discrete-time bank
+      (``discrete_time = True``, e.g. the PL-RNN) iterates its one-step map instead, with
+      teacher forcing by ``data`` when ``alpha < 1``.
+    - ``options_from_config(cfg)`` (classmethod): the backbone's own constructor options
+      read from a method's config (none for the ODE backbones).
 
     Constructor arguments are shared by all backbones: ``state_dim, context_dim, n_experts,
     width=64, depth=3`` (hidden layers), ``activation="silu"`` and ``generator`` (a
@@ -122,6 +130,7 @@ class Expert(nn.Module, ABC):
     """
 
     name: str = ""
+    discrete_time: bool = False
 
     def __init__(
         self,
@@ -169,3 +178,21 @@ class Expert(nn.Module, ABC):
 
     def forward(self, expert_of_env: Tensor, contexts: Tensor, x: Tensor) -> Tensor:
         return self.field(self.env_weights(expert_of_env, contexts), x)
+
+    @classmethod
+    def options_from_config(cls, cfg: dict) -> dict:
+        """Backbone-specific constructor keywords taken from a method's config."""
+        return {}
+
+    def unroll(
+        self,
+        step: FieldFn,
+        x0: Tensor,
+        t: Tensor,
+        *,
+        data: Tensor | None = None,
+        alpha: float = 1.0,
+        **solver,
+    ) -> Tensor:
+        """Trajectories [E, N, T, d] of the field ``step`` from x0: the ODE rollout."""
+        return rollout(step, x0, t, **solver)

@@ -13,6 +13,12 @@ Gate modes:
   is Σ_k softmax(g)_k f_k(x; ξ), which evaluates all K experts.
 - ``frozen``: the gate is a random parameter that is never trained (``requires_grad=False``);
   output f_{k*}(x; ξ), unscaled.
+
+For a discrete-time bank (the PL-RNN) the "field" is the one-step map z ↦ F(z): ``gd`` scales
+the map's output by the routed probability, z_{t+1} = g_{k*} F_{k*}(z̃_t), and ``dense`` mixes
+the maps. :meth:`MixtureOfExperts.trajectories` is the one entry point that turns contexts
+into trajectories for either kind of bank (ODE rollout or teacher-forced / free-running
+iteration); losses, predictions, the refit's loss matrix and adaptation all go through it.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from torch import Tensor, nn
 
 from mixer.errors import ConfigError
 from mixer.models.base import Expert, as_generator, fan_in_uniform
-from mixer.models.rollout import VectorField, rollout
+from mixer.models.rollout import VectorField
 
 GATE_MODES = ("refit", "gd", "frozen")
 
@@ -69,6 +75,7 @@ class MixtureOfExperts(nn.Module):
         self.split_context = split_context
         self.gate_mode = gate_mode
         self.dense = dense
+        self.last_nfe = 0
         gate = fan_in_uniform(
             (context_dim + 1, experts.n_experts), context_dim + 1, as_generator(generator)
         )
@@ -134,6 +141,28 @@ class MixtureOfExperts(nn.Module):
         """One evaluation of the mixture's field: x [E, N, d] -> [E, N, d]."""
         return self.vector_field(contexts)(x.new_zeros(()), x)
 
+    def trajectories(
+        self,
+        contexts: Tensor,
+        x0: Tensor,
+        t: Tensor,
+        *,
+        data: Tensor | None = None,
+        alpha: float = 1.0,
+        **solver,
+    ) -> Tensor:
+        """Trajectories [E, N, T, d] of the mixture from x0 [E, N, d] on grids t [E, T].
+
+        ODE banks integrate the routed field (``solver`` goes to ``rollout``; ``data`` and
+        ``alpha`` are ignored). Discrete-time banks iterate their map; with ``alpha < 1`` they
+        are teacher-forced by ``data`` [E, N, T, d], α = 1 is free running. The number of
+        field/map evaluations is left in ``self.last_nfe``.
+        """
+        field = self.vector_field(contexts)
+        out = self.experts.unroll(field, x0, t, data=data, alpha=alpha, **solver)
+        self.last_nfe = field.nfe
+        return out
+
     # --- all K experts on all E environments, as one K·E batch (row k·E + e) ---
 
     def tile_for_experts(self, tensor: Tensor) -> Tensor:
@@ -160,15 +189,30 @@ class MixtureOfExperts(nn.Module):
         return VectorField(mixed)
 
     def expert_losses(
-        self, contexts: Tensor, x0: Tensor, t: Tensor, target: Tensor, **solver
+        self,
+        contexts: Tensor,
+        x0: Tensor,
+        t: Tensor,
+        target: Tensor,
+        alpha: float = 1.0,
+        **solver,
     ) -> Tensor:
-        """Loss matrix [E, K]: MSE of expert k's rollout of environment e against target.
+        """Loss matrix [E, K]: MSE of expert k's trajectories of environment e against target.
 
-        One rollout of the K·E batch, without gradients (for the gate refit). x0 [E, N, d],
-        t [E, T], target [E, N, T, d]; ``solver`` is passed to ``rollout``.
+        One unroll of the K·E batch, without gradients (for the gate refit). x0 [E, N, d],
+        t [E, T], target [E, N, T, d]; ``solver`` is passed to the ODE rollout, ``alpha`` is
+        the teacher forcing of a discrete-time bank (forced by ``target``).
         """
         with torch.no_grad():
             field = self.all_experts_field(contexts)
-            pred = rollout(field, self.tile_for_experts(x0), self.tile_for_experts(t), **solver)
-            error = (pred - self.tile_for_experts(target)).square().mean(dim=(1, 2, 3))
+            tiled = self.tile_for_experts(target)
+            pred = self.experts.unroll(
+                field,
+                self.tile_for_experts(x0),
+                self.tile_for_experts(t),
+                data=tiled,
+                alpha=alpha,
+                **solver,
+            )
+            error = (pred - tiled).square().mean(dim=(1, 2, 3))
         return error.view(self.n_experts, -1).T

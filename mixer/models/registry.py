@@ -10,11 +10,13 @@ from mixer.models.coda import CoDAExpert
 from mixer.models.geps import GEPSExpert
 from mixer.models.moe import MixtureOfExperts, expert_context_dim
 from mixer.models.ncf import NCFExpert
+from mixer.models.plrnn import PLRNNExpert
 
 BACKBONES: dict[str, type[Expert]] = {
     "ncf": NCFExpert,
     "coda": CoDAExpert,
     "geps": GEPSExpert,
+    "plrnn": PLRNNExpert,
 }
 
 
@@ -37,8 +39,12 @@ def build_mixture(
     gate_mode: str = "refit",
     dense: bool = False,
     generator: torch.Generator | int | None = None,
+    options: dict | None = None,
 ) -> MixtureOfExperts:
-    """An expert bank of the named backbone wrapped in a gate; d_ξ is the full context size."""
+    """An expert bank of the named backbone wrapped in a gate; d_ξ is the full context size.
+
+    ``options`` are backbone-specific constructor keywords (``Expert.options_from_config``).
+    """
     cls = backbone_class(name=backbone)
     gen = as_generator(generator)  # one generator for bank then gate: deterministic from a seed
     experts = cls(
@@ -49,6 +55,7 @@ def build_mixture(
         depth=depth,
         activation=activation,
         generator=gen,
+        **(options or {}),
     )
     return MixtureOfExperts(
         experts,

@@ -21,6 +21,12 @@ from mixer.models.reference import env_layers, per_env_reference
 torch.set_num_threads(1)
 
 STATE_DIM, CONTEXT_DIM = 2, 4
+ODE_BACKBONES = [name for name, cls in BACKBONES.items() if not cls.discrete_time]
+
+
+def input_dim(bank):
+    """What ``field`` takes: the state (ODE banks) or the latent state (the PL-RNN)."""
+    return getattr(bank, "latent_dim", STATE_DIM)
 
 
 def make_bank(name, n_experts, context_dim=CONTEXT_DIM, seed=0, **kwargs):
@@ -49,17 +55,18 @@ def test_shapes_of_bank_and_mixture_rollout(name, n_experts):
     bank = make_bank(name, n_experts)
     expert_of_env = torch.randint(0, n_experts, (n_env,), generator=gen)
     contexts = torch.randn(n_env, CONTEXT_DIM, generator=gen)
+    z = torch.randn(n_env, n_traj, input_dim(bank), generator=gen)
+    assert bank(expert_of_env, contexts, z).shape == z.shape
     x = torch.randn(n_env, n_traj, STATE_DIM, generator=gen)
-    assert bank(expert_of_env, contexts, x).shape == (n_env, n_traj, STATE_DIM)
 
     moe = build_mixture(name, STATE_DIM, CONTEXT_DIM, n_experts, width=16, depth=2, generator=0)
-    traj = rollout(moe.vector_field(contexts), x, uniform_grid(n_env, n_times))
+    traj = moe.trajectories(contexts, x, uniform_grid(n_env, n_times))
     assert traj.shape == (n_env, n_traj, n_times, STATE_DIM)
     assert torch.equal(traj[:, :, 0], x)
     assert torch.isfinite(traj).all()
 
 
-@pytest.mark.parametrize("name", list(BACKBONES))
+@pytest.mark.parametrize("name", ODE_BACKBONES)
 def test_batched_field_equals_per_environment_loop(name):
     gen = torch.Generator().manual_seed(2)
     # Large context maps, so that a wrong context term would show far above 1e-6.
@@ -113,8 +120,9 @@ def test_top1_step_gives_gradient_only_to_routed_experts(name, split_context):
     contexts[:, 0] = torch.tensor([1.0, -1.0, 2.0, -0.5, 0.3, -3.0])
     contexts.requires_grad_(True)
     assert moe.route(contexts).tolist() == [0, 2, 0, 2, 0, 2]
-    x0 = torch.randn(6, 3, STATE_DIM)
-    traj = rollout(moe.vector_field(contexts), x0, uniform_grid(6, 5))
+    data = torch.randn(6, 3, 5, STATE_DIM)
+    # Through the mixture's one entry point (teacher-forced for the PL-RNN, ODE otherwise).
+    traj = moe.trajectories(contexts, data[:, :, 0], uniform_grid(6, 5), data=data, alpha=0.5)
     traj.square().mean().backward()
 
     params = dict(moe.experts.named_parameters())
@@ -243,7 +251,7 @@ def test_split_context_expert_reads_its_own_chunk(name):
     gen = torch.Generator().manual_seed(4)
     contexts = torch.randn(4, 6, generator=gen)
     contexts[:, 0] = torch.tensor([1.0, -1.0, 1.0, -1.0])  # experts 0, 2, 0, 2
-    x = torch.randn(4, 3, STATE_DIM, generator=gen)
+    x = torch.randn(4, 3, input_dim(moe.experts), generator=gen)
     k = torch.tensor([0, 2, 0, 2])
     own_chunk = torch.stack([contexts[e, 2 * int(k[e]) : 2 * int(k[e]) + 2] for e in range(4)])
     out = moe(contexts, x)
