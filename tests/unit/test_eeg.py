@@ -257,6 +257,34 @@ def test_rejections_are_counted(tmp_path):
         generate({**spec, "train_per_class": 5})
 
 
+def test_notch_removes_mains(tmp_path):
+    sfreq, length = 200.0, 400
+    t = np.arange(length) / sfreq
+    rng = np.random.default_rng(4)
+    cases = (
+        np.sin(2 * np.pi * 7 * t)
+        + 3 * np.sin(2 * np.pi * 50 * t)
+        + rng.normal(0, 0.1, (8, 1, length))
+    )
+    path = tmp_path / "mains.ts"
+    path.write_text(ts_text(cases, ["a", "b"] * 4))
+    entry = dict(source="ts", paths=[str(path)], sfreq=sfreq, l_freq=None, h_freq=None)
+    entry |= dict(resample=None, n_times=length, train_per_class=1, reject_z=None)
+
+    def power_at(spec, freq):
+        splits, _, extra = generate(spec)
+        X = splits["adapt_query"]["X"][:, 0, 100:300, 0]  # away from the filter's edges
+        spectrum = np.abs(np.fft.rfft(X, axis=-1)) ** 2
+        return spectrum[:, round(freq * 200 / sfreq)].mean(), extra
+
+    before, _ = power_at(make_spec(generator="eeg", **entry), 50)
+    after, extra = power_at(make_spec(generator="eeg", **entry, notch=50.0), 50)
+    assert extra["segments"]["mains"]["info"]["filters"]["notch"] == [50.0]
+    assert after < 1e-2 * before
+    kept_7hz, _ = power_at(make_spec(generator="eeg", **entry, notch=50.0), 7)
+    assert kept_7hz > 0.5 * power_at(make_spec(generator="eeg", **entry), 7)[0]
+
+
 # ---------------------------------------------------------------- raw recordings (MNE)
 
 
@@ -284,8 +312,10 @@ def _raw_spec(path, **extra):
 def test_raw_fif_is_epoched_around_annotations(tmp_path):
     path = tmp_path / "subject1_raw.fif"
     _recording().save(path, verbose="error")
-    splits, envs, extra = generate(_raw_spec(path))
+    splits, envs, extra = generate(_raw_spec(path, notch=20.0))
     counts = extra["segments"]["subject1_raw"]
+    # filtered as a continuous recording: notch at 20 and 40 Hz (below Nyquist 50 Hz)
+    assert counts["info"]["filters"] == {"notch": [20.0, 40.0], "band": [0.5, 40.0]}
     # onsets 2, 4, ..., 38 s: 19 events; the one at 38 s ends at 39 s, inside the 40 s file
     assert counts["info"]["events"] == 19 and counts["info"]["outside_recording"] == 0
     assert counts["read"] == 19 and counts["kept"] == 19
