@@ -57,6 +57,7 @@ def validate_config(config: dict) -> dict:
     if errors:
         lines = "\n".join(f"  - {_describe(e)}" for e in errors)
         raise ConfigError(f"invalid config:\n{lines}\n{SCHEMA_HINT}")
+    _check_generator_keys(config, full)
     _check_systems(config)
     _check_experiments(config)
     return config
@@ -96,6 +97,32 @@ def _describe(error) -> str:
     if error.validator == "type":
         return f"{where}: {error.instance!r} has the wrong type, expected {error.validator_value}"
     return f"{where}: {error.message}"
+
+
+def _check_generator_keys(config: dict, full: dict) -> None:
+    """A dataset key of another generator (schema `x-generators`) must keep its default.
+
+    Defaults are filled for every key, so a key is judged by its value: the workflow passes
+    filled entries on to `mixer generate`, and those must validate again.
+    """
+    properties = full["$defs"]["dataset"]["properties"]
+    defaults = {}  # filled in turn, e.g. trajectories: {} -> {train: 4, ...}
+    for key, prop in properties.items():
+        if "x-generators" in prop:
+            defaults[key] = {"k": copy.deepcopy(prop["default"])}
+            DefaultFillingValidator({"properties": {"k": prop}}).validate(defaults[key])
+    problems = []
+    for name, spec in config.get("datasets", {}).items():
+        for key, value in spec.items():
+            allowed = properties.get(key, {}).get("x-generators")
+            if allowed and spec["generator"] not in allowed and value != defaults[key]["k"]:
+                problems.append(
+                    f"  - datasets.{name}.{key} applies to generator "
+                    f"{' / '.join(repr(g) for g in allowed)} only, not '{spec['generator']}'; "
+                    "remove it"
+                )
+    if problems:
+        raise ConfigError("invalid config:\n" + "\n".join(problems) + f"\n{SCHEMA_HINT}")
 
 
 def _check_systems(config: dict) -> None:

