@@ -65,9 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     plot = commands.add_parser("plot", help="every figure from runs.csv (and the cells' files)")
     plot.add_argument("--runs", type=Path, required=True, help="runs.csv of `mixer aggregate`")
     plot.add_argument("--out-dir", type=Path, required=True, help="folder of the figures")
-    plot.add_argument(
-        "--strict", action="store_true", help="fail on a figure that cannot be drawn"
-    )
+    plot.add_argument("--strict", action="store_true", help="fail on a figure that cannot be drawn")
     plot.set_defaults(run=_plot)
 
     args = parser.parse_args(argv)

@@ -18,11 +18,10 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from sklearn.metrics import adjusted_rand_score  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
 
 FIGURES = (
     "method_comparison",
@@ -237,6 +236,8 @@ def gate_heatmap(runs: pd.DataFrame):
 
 def routing_trace_frame(runs: pd.DataFrame) -> pd.DataFrame:
     """Per outer step of every ok mixture cell: routing ARI vs family, share rerouted."""
+    from sklearn.metrics import adjusted_rand_score
+
     rows = []
     for _, row in _ok(runs).iterrows():
         if row["regime"] != main_regime(runs, row["dataset"]):
@@ -275,7 +276,7 @@ def routing_over_training(runs: pd.DataFrame):
                 _no_data(ax, f"{dataset or ''}\nno routing trace")
                 continue
             sns.lineplot(
-                data=here, x="outer step", y=what, hue="method", errorbar="sd", ax=ax, marker="."
+                data=here, x="outer step", y=what, hue="method", errorbar="sd", ax=ax, marker="o"
             )
             ax.set_title(f"{dataset} ({main_regime(runs, dataset)})")
     return fig

@@ -207,9 +207,10 @@ def test_summary_markdown_bold_and_counts(cells):
     assert single["rel_mse_id"] == "0.6 ± 0.1 (n=3)"
     assert single["rel_mse_ood"] == "**0.2 ± 0** (n=3)" and "**" not in mixer["rel_mse_ood"]
     assert mixer["routing_purity"].startswith("**0.9 ±") and "**" not in single["routing_purity"]
-    assert mixer["seconds_per_outer_step"].startswith("0.5") and "**" in single[
-        "seconds_per_outer_step"
-    ]
+    assert (
+        mixer["seconds_per_outer_step"].startswith("0.5")
+        and "**" in single["seconds_per_outer_step"]
+    )
     assert single["context_kmeans_ari"] == "—"
     # A dataset with one method has nothing to compare: no bold.
     solo = text.split("## solo")[1]
