@@ -1,5 +1,6 @@
 # Helpers shared by the rule files (target lists, parameters derived from the config).
 import json
+import os
 import shlex
 from pathlib import Path
 
@@ -62,7 +63,8 @@ def partial_report():
 
     The `aggregate` rule cannot run when a cell failed (its input is missing); this writes
     the same files through the same commands, listing the failed cells. It never raises:
-    a report of a broken run must not hide the run's own error.
+    a report of a broken run must not hide the run's own error. The files are stamped as
+    older than any cell, so that the next invocation rebuilds them through the rules.
     """
     from mixer.cli import main as mixer
 
@@ -73,3 +75,6 @@ def partial_report():
         mixer(["plot", "--runs", runs, "--out-dir", str(figures)])
     except Exception as err:
         print(f"partial report failed: {type(err).__name__}: {err}")
+    for path in map(Path, report_targets()):
+        if path.exists():
+            os.utime(path, (0, 0))
