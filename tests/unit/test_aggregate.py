@@ -238,3 +238,17 @@ def test_every_figure_is_drawn(cells, monkeypatch):
     for path in written:
         assert path.stat().st_size > 5000, path  # a real PNG, not an empty file
     assert not list((root / "figures").glob(".*"))  # no temporary file left
+
+
+def test_cli_reads_a_cells_file_and_rejects_other_paths(cells, capsys):
+    from mixer.cli import main
+
+    root, expected, logs = cells
+    listing = root / "cells.txt"
+    listing.write_text("\n".join(str(p) for p in expected[1:]) + "\n")
+    out = root / "cli_tables"
+    args = ["aggregate", "--out-dir", str(out), "--logs", str(logs), "--cells-file", str(listing)]
+    assert main([*args, str(expected[0])]) == 0
+    assert len(pd.read_csv(out / "runs.csv")) == len(expected)
+    assert main(["aggregate", "--out-dir", str(out), str(root / "metrics.json")]) == 2
+    assert "not a cell's metrics file" in capsys.readouterr().err
