@@ -74,6 +74,7 @@ def test_dry_run_default_config_lists_every_job(workdir):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
     assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
     assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
+    assert counts["aggregate"] == counts["plots"] == "1", run.stdout
 
 
 def test_lint_is_clean(workdir):
