@@ -1,9 +1,12 @@
-# mixer-bench workflow: config -> datasets -> trained cells -> metrics (-> tables, figures, report).
+# mixer-bench workflow: config -> datasets -> trained cells -> metrics -> tables, figures, report.
 # Logic lives in the `mixer` package; rule files only wire paths to `mixer` commands.
 from mixer.config import validate_config
 
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 validate_config(config)
@@ -20,6 +23,12 @@ include: "workflow/rules/common.smk"
 include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/evaluate.smk"
+include: "workflow/rules/report.smk"
+
+
+# With --keep-going a failed cell leaves the others running; tables list it as failed.
+onerror:
+    partial_report()
 
 
 rule all:

@@ -43,6 +43,31 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--out", type=Path, required=True, help="metrics.json to write")
     evaluate.set_defaults(run=_evaluate)
 
+    aggregate = commands.add_parser(
+        "aggregate", help="tables of every expected cell: runs.csv, summary.{csv,md,tex}"
+    )
+    aggregate.add_argument(
+        "metrics",
+        nargs="*",
+        type=Path,
+        help="metrics.json of every expected cell ({dataset}/{regime}/{method}/seed{seed}/); "
+        "those that do not exist are listed as missing or failed",
+    )
+    aggregate.add_argument(
+        "--cells-file", type=Path, help="a file listing more expected metrics.json, one a line"
+    )
+    aggregate.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
+    aggregate.add_argument(
+        "--logs", type=Path, default=Path("logs"), help="workflow logs (tell failed from missing)"
+    )
+    aggregate.set_defaults(run=_aggregate)
+
+    plot = commands.add_parser("plot", help="every figure from runs.csv (and the cells' files)")
+    plot.add_argument("--runs", type=Path, required=True, help="runs.csv of `mixer aggregate`")
+    plot.add_argument("--out-dir", type=Path, required=True, help="folder of the figures")
+    plot.add_argument("--strict", action="store_true", help="fail on a figure that cannot be drawn")
+    plot.set_defaults(run=_plot)
+
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -134,6 +159,34 @@ def _evaluate(args) -> int:
     out = evaluate_cell(args.model, args.dataset_dir, args.out)
     shown = {k: out.get(k) for k in ("status", "rel_mse_id", "rel_mse_ood", "routing_purity")}
     print(f"{args.out}: {shown}")
+    return 0
+
+
+def _aggregate(args) -> int:
+    from mixer.aggregate import write_tables
+
+    paths = list(args.metrics)
+    if args.cells_file is not None:
+        paths += [Path(line) for line in args.cells_file.read_text().split() if line]
+    if not paths:
+        raise ConfigError("no cells: give metrics.json paths or --cells-file")
+    try:
+        written = write_tables(paths, args.out_dir, args.logs)
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    runs = written["runs"]
+    import pandas as pd
+
+    counts = pd.read_csv(runs)["status"].value_counts().to_dict()
+    print(f"{len(paths)} expected cells {counts} -> {args.out_dir}")
+    return 0
+
+
+def _plot(args) -> int:
+    from mixer.plots import make_figures
+
+    written = make_figures(args.runs, args.out_dir, strict=args.strict)
+    print(f"{len(written)} figures -> {args.out_dir}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""The workflow: a dry run of the default config and a tiny end-to-end run in a temp folder."""
+"""The workflow: a dry run of the default config and tiny end-to-end runs in a temp folder."""
 
 from __future__ import annotations
 
@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mixer.data import load_dataset
+from mixer.plots import FIGURES
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
@@ -72,6 +74,7 @@ def test_dry_run_default_config_lists_every_job(workdir):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
     assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
     assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
+    assert counts["aggregate"] == counts["plots"] == "1", run.stdout
 
 
 def test_lint_is_clean(workdir):
@@ -97,6 +100,20 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     again = snakemake(workdir, "-n")
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    # Tables of every cell and every figure, then the HTML report from them.
+    tables = workdir / "results" / "tables"
+    runs = pd.read_csv(tables / "runs.csv")
+    assert len(runs) == 4 and set(runs["status"]) == {"ok"}
+    assert runs["provenance.dataset_hash"].notna().all()
+    summary = (tables / "summary.md").read_text()
+    assert "## tiny_lv" in summary and "| default | mixer | 2/2 |" in summary
+    assert (tables / "summary.tex").read_text().startswith("%")
+    figures = workdir / "results" / "figures"
+    assert sorted(p.stem for p in figures.glob("*.png")) == sorted(FIGURES)
+    report = snakemake(workdir, "--report", "results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    html = (workdir / "results" / "report.html").read_text()
+    assert "Gate of each routing method" in html and "summary.csv" in html
 
 
 def test_bad_config_fails_before_any_job_naming_the_key(workdir):
@@ -106,3 +123,78 @@ def test_bad_config_fails_before_any_job_naming_the_key(workdir):
     run = snakemake(workdir, "-n", "--configfile", "config/bad.yaml")
     assert run.returncode != 0
     assert "unknown key 'datasets.lv.seeed'" in run.stdout + run.stderr
+
+
+KEEP_GOING_CONFIG = """
+datasets:
+  tiny_ho:
+    generator: ode
+    systems: [harmonic_oscillator]
+    envs_per_family: 2
+    trajectories: {train: 2, val: 1, test: 2, adapt_support: 1, adapt_query: 2}
+training: {outer_steps: 2, n_ctx: 2, n_model: 2}
+adaptation: {steps: 3}
+methods:
+  mixer:
+    {learner: mixer, n_experts: EXPERTS, context_dim: 2, split_context: false, width: 8, depth: 1}
+  single: {learner: single, backbone: coda, context_dim: 2, width: 8, depth: 1}
+seeds: [0]
+experiments:
+  - datasets: [tiny_ho]
+    methods: [mixer, single]
+"""
+
+
+def planned(workdir):
+    """(job counts, cells to train) of a dry run."""
+    run = snakemake(workdir, "-n")
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.M))
+    cells = set(re.findall(r"Missing output files: results/runs/(\S+)/model\.pt", text))
+    return {k: int(v) for k, v in counts.items() if k != "total"}, cells
+
+
+def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
+    # 3 experts for 2 training environments: `mixer train` fails with a ConfigError.
+    config = workdir / "config" / "config.yaml"
+    config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3"))
+    first = snakemake(workdir, "--cores", "2", "--keep-going")
+    assert first.returncode != 0
+    cells = workdir / "results" / "runs" / "tiny_ho" / "default"
+    assert (cells / "single" / "seed0" / "metrics.json").is_file()  # the others went on
+    assert not (cells / "mixer" / "seed0" / "model.pt").exists()
+    # onerror wrote the tables and figures of what exists, the failed cell listed as such.
+    runs = pd.read_csv(workdir / "results" / "tables" / "runs.csv").set_index("method")
+    assert runs.loc["single", "status"] == "ok"
+    assert runs.loc["mixer", "status"] == "failed"
+    assert "K=3 experts but only 2 training environments" in runs.loc["mixer", "reason"]
+    assert "| default | mixer | 0/1 |" in (workdir / "results/tables/summary.md").read_text()
+    figures = workdir / "results" / "figures"
+    assert sorted(p.stem for p in figures.glob("*.png")) == sorted(FIGURES)
+
+    # Without the failed method the partial tables are rebuilt by the rules, nothing trained.
+    config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3").replace("mixer, single", "single"))
+    assert planned(workdir) == ({"aggregate": 1, "plots": 1, "all": 1}, set())
+
+    # The next invocation retries only the failed cell (then the tables and figures).
+    config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3"))
+    counts, todo = planned(workdir)
+    assert todo == {"tiny_ho/default/mixer/seed0"}
+    assert counts == {"train": 1, "evaluate": 1, "aggregate": 1, "plots": 1, "all": 1}
+
+    # Fixed, the run does that cell and the aggregates only, after which nothing is left.
+    config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "2"))
+    second = snakemake(workdir, "--cores", "2", "--keep-going")
+    assert second.returncode == 0, second.stderr[-3000:]
+    ran = re.findall(r"Training (\S+) on", second.stdout + second.stderr)
+    assert ran == ["mixer"]
+    runs = pd.read_csv(workdir / "results" / "tables" / "runs.csv")
+    assert set(runs["status"]) == {"ok"}
+    assert planned(workdir) == ({}, set())
+
+    # A deleted run folder re-runs that cell and the aggregates, nothing else.
+    shutil.rmtree(cells / "single" / "seed0")
+    counts, todo = planned(workdir)
+    assert todo == {"tiny_ho/default/single/seed0"}
+    assert counts == {"train": 1, "evaluate": 1, "aggregate": 1, "plots": 1, "all": 1}

@@ -1,6 +1,8 @@
 # Helpers shared by the rule files (target lists, parameters derived from the config).
 import json
+import os
 import shlex
+from pathlib import Path
 
 from mixer.data import SPLITS
 from mixer.provenance import source_hash
@@ -57,6 +59,33 @@ def metrics_targets():
     )
 
 
+def report_targets():
+    """The tables and figures (rules defined in report.smk)."""
+    return [*rules.aggregate.output, *rules.plots.output]
+
+
 def all_targets():
     datasets = [f for dataset in config["datasets"] for f in dataset_files(dataset)]
-    return datasets + metrics_targets()
+    return datasets + metrics_targets() + report_targets()
+
+
+def partial_report():
+    """onerror: tables and figures of whatever cells exist, so a failed run still reports.
+
+    The `aggregate` rule cannot run when a cell failed (its input is missing); this writes
+    the same files through the same commands, listing the failed cells. It never raises:
+    a report of a broken run must not hide the run's own error. The files are stamped as
+    older than any cell, so that the next invocation rebuilds them through the rules.
+    """
+    from mixer.cli import main as mixer
+
+    runs = rules.aggregate.output.runs
+    tables, figures = Path(runs).parent, Path(rules.plots.output[0]).parent
+    try:
+        mixer(["aggregate", "--out-dir", str(tables), *metrics_targets()])
+        mixer(["plot", "--runs", runs, "--out-dir", str(figures)])
+    except Exception as err:
+        print(f"partial report failed: {type(err).__name__}: {err}")
+    for path in map(Path, report_targets()):
+        if path.exists():
+            os.utime(path, (1, 1))  # not 0: Snakemake reads an mtime of 0 as unknown

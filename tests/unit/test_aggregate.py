@@ -1,0 +1,254 @@
+"""The aggregator and the figures on hand-made cells: ok, diverged, failed and missing ones."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from mixer.aggregate import cell_identity, higher_is_better, write_tables
+from mixer.plots import FIGURES, make_figures
+
+# rel_mse_id, rel_mse_ood, routing_purity, svm_context_accuracy of the ok cells, by method/seed.
+OK = {
+    ("mixer", 0): (0.1, 0.4, 1.0, 0.8),
+    ("mixer", 1): (0.3, 0.6, 0.8, 0.9),
+    ("single", 0): (0.5, 0.2, 0.5, None),
+    ("single", 1): (0.7, 0.2, 0.5, None),
+    ("single", 2): (0.6, 0.2, 0.5, None),
+}
+FAMILY = np.array([0, 0, 1, 1, 2, 2])
+
+
+def _metrics(method, seed, status="ok", values=(None,) * 4):
+    rel_id, rel_ood, purity, svm = values
+    out = {
+        "status": status,
+        "reason": "loss is nan at outer step 3" if status == "diverged" else "",
+        "method": method,
+        "learner": method,
+        "backbone": "geps",
+        "regime": "default",
+        "seed": seed,
+        "train_seconds": 2.0,
+        "seconds_per_outer_step": 0.5 if method == "mixer" else 0.25,
+        "outer_steps": 4,
+        "refit_skip_reasons": {"empty_cluster": 1},
+        "n_experts": 3 if method == "mixer" else 1,
+        "provenance": {
+            "config": {"method": method, "systems": ["a", "b"]},
+            "dataset": "nowhere",
+            "dataset_hash": "abc123",
+            "versions": {"torch": "2.13.0"},
+            "source_hash": "f00",
+            "git_commit": None,
+        },
+    }
+    if status == "ok":
+        out.update(
+            rel_mse_id=rel_id,
+            rel_mse_ood=rel_ood,
+            mse_id=rel_id / 10,
+            mse_ood=rel_ood / 10,
+            routing_purity=purity,
+            routing_ari=purity - 0.1,
+            context_kmeans_ari=None if method == "single" else 0.5,
+            per_env={
+                "id": {
+                    "env_id": list(range(6)),
+                    "family": FAMILY.tolist(),
+                    "mse": [0.1] * 6,
+                    "rel_mse": [rel_id] * 6,
+                },
+                "ood": {
+                    "env_id": [6, 7, 8, 9],
+                    "family": [0, 0, 1, 1],
+                    "in_training_range": [True, False, True, False],
+                    "mse": [0.1, 0.3, 0.1, 0.4],
+                    "rel_mse": [rel_ood, 2 * rel_ood, rel_ood, 3 * rel_ood],
+                },
+            },
+            routing_ood=[0, 1, 2, 2],
+        )
+        if svm is not None:
+            out["svm_context_accuracy"] = svm
+    return out
+
+
+@pytest.fixture
+def cells(tmp_path):
+    """Expected metrics paths of two datasets; the files of the cells that ran."""
+    runs, logs = tmp_path / "results" / "runs", tmp_path / "logs"
+    expected = []
+    for dataset in ("toy", "solo"):
+        methods = ("mixer", "single") if dataset == "toy" else ("mixer",)
+        for method in methods:
+            for seed in range(4):
+                cell = runs / dataset / "default" / method / f"seed{seed}"
+                expected.append(cell / "metrics.json")
+                if dataset == "solo":
+                    values = (0.2, 0.3, 1.0, None) if seed < 2 else None
+                else:
+                    values = OK.get((method, seed))
+                if values is None and (dataset, method, seed) != ("toy", "mixer", 2):
+                    continue
+                status = "ok" if values else "diverged"
+                cell.mkdir(parents=True)
+                data = _metrics(method, seed, status, values or (None,) * 4)
+                (cell / "metrics.json").write_text(json.dumps(data))
+                rng = np.random.default_rng(seed)
+                trace = rng.integers(0, 3, size=(5, 6))
+                trace[-2:] = FAMILY
+                np.savez(cell / "routing.npz", routing=trace, family=FAMILY, env_id=np.arange(6))
+                ctx = torch.tensor(FAMILY[:, None] + 0.1 * rng.normal(size=(6, 3)))
+                learner = {"ctx": ctx, "model": {"gate": torch.randn(4, 3, dtype=ctx.dtype)}}
+                torch.save({"learner": learner if method == "mixer" else None}, cell / "model.pt")
+    # toy/single/seed3 failed with an error (its log says so); toy/mixer/seed3 never ran.
+    log = logs / "train" / "toy" / "default" / "single" / "seed3.log"
+    log.parent.mkdir(parents=True)
+    log.write_text("loading\nmixer train: error: K=3 experts but only 2 training environments\n")
+    return tmp_path, expected, logs
+
+
+def test_cell_identity_from_path():
+    path = "results/runs/odebench3/few-shot.1/moe-gd/seed12/metrics.json"
+    assert cell_identity(path) == {
+        "dataset": "odebench3",
+        "regime": "few-shot.1",
+        "method": "moe-gd",
+        "seed": 12,
+    }
+    with pytest.raises(ValueError, match="not a cell's metrics file"):
+        cell_identity("results/runs/x/metrics.json")
+
+
+def test_directions():
+    assert higher_is_better("routing_purity") and higher_is_better("svm_raw_accuracy")
+    assert higher_is_better("routing_ari_superclass") and higher_is_better("context_kmeans_ari")
+    assert not higher_is_better("rel_mse_ood") and not higher_is_better("seconds_per_outer_step")
+
+
+def test_runs_csv_has_one_row_per_expected_cell(cells):
+    root, expected, logs = cells
+    paths = write_tables(expected, root / "tables", logs)
+    runs = pd.read_csv(paths["runs"])
+    assert len(runs) == 12
+
+    def status(dataset, method):
+        here = runs[(runs["dataset"] == dataset) & (runs["method"] == method)]
+        return here.sort_values("seed")["status"].tolist()
+
+    assert status("toy", "mixer") == ["ok", "ok", "diverged", "missing"]
+    assert status("toy", "single") == ["ok", "ok", "ok", "failed"]
+    assert status("solo", "mixer") == ["ok", "ok", "missing", "missing"]
+    failed = runs[runs["status"] == "failed"].iloc[0]
+    assert "train: mixer train: error: K=3 experts" in failed["reason"]
+    diverged = runs[runs["status"] == "diverged"].iloc[0]
+    assert diverged["reason"] == "loss is nan at outer step 3"
+    assert math.isnan(diverged["rel_mse_id"])
+    # Scalar metrics, derived counts, nested counters and provenance are flattened.
+    first = runs.iloc[0]
+    assert first["rel_mse_id"] == 0.1 and first["n_train_envs"] == 6
+    assert first["n_adapt_envs"] == 4 and first["refit_skip_reasons.empty_cluster"] == 1
+    assert first["provenance.dataset_hash"] == "abc123"
+    assert first["provenance.versions.torch"] == "2.13.0"
+    assert json.loads(first["provenance.config.systems"]) == ["a", "b"]
+    assert "per_env" not in " ".join(runs.columns) and "routing_ood" not in runs.columns
+    assert list(runs.columns[:7]) == [
+        "dataset",
+        "regime",
+        "method",
+        "seed",
+        "status",
+        "reason",
+        "run_dir",
+    ]
+
+
+def test_summary_means_stds_counts(cells):
+    root, expected, logs = cells
+    summary = pd.read_csv(write_tables(expected, root / "tables", logs)["summary"])
+    row = summary.set_index(["dataset", "method"])
+    mixer, single = row.loc[("toy", "mixer")], row.loc[("toy", "single")]
+    assert (mixer["cells"], mixer["ok"], mixer["diverged"], mixer["missing"]) == (4, 2, 1, 1)
+    assert (single["ok"], single["failed"], single["missing"]) == (3, 1, 0)
+    assert mixer["rel_mse_id_mean"] == pytest.approx(0.2)
+    assert mixer["rel_mse_id_std"] == pytest.approx(math.sqrt(0.02))  # sample std, ddof 1
+    assert mixer["rel_mse_id_n"] == 2
+    assert single["rel_mse_id_mean"] == pytest.approx(0.6)
+    assert single["rel_mse_id_std"] == pytest.approx(0.1)
+    assert single["rel_mse_ood_std"] == pytest.approx(0.0)
+    assert single["context_kmeans_ari_n"] == 0 and math.isnan(single["context_kmeans_ari_mean"])
+    solo = row.loc[("solo", "mixer")]
+    assert solo["ok"] == 2 and solo["missing"] == 2 and solo["rel_mse_id_mean"] == 0.2
+
+
+def test_summary_markdown_bold_and_counts(cells):
+    root, expected, logs = cells
+    text = write_tables(expected, root / "tables", logs)["markdown"].read_text()
+    toy = text.split("## toy")[1].split("## solo")[0]
+    lines = {line.split("|")[2].strip(): line for line in toy.splitlines() if "| default" in line}
+    header = next(line for line in text.splitlines() if line.startswith("| regime"))
+    columns = [c.strip() for c in header.strip("|").split("|")]
+    assert "svm_context_accuracy" in columns  # an extra accuracy, reported by one method
+    cells_of = {}
+    for method in ("mixer", "single"):
+        row = [c.strip() for c in lines[method].strip("|").split("|")]
+        cells_of[method] = dict(zip(columns, row, strict=True))
+    mixer, single = cells_of["mixer"], cells_of["single"]
+    assert mixer["ok/total"] == "2/4" and single["ok/total"] == "3/4"
+    assert mixer["notes"] == "1 diverged, 1 missing" and single["notes"] == "1 failed"
+    # Lower is better for errors, higher for purity; "(n=k)" when fewer seeds than cells.
+    assert mixer["rel_mse_id"] == "**0.2 ± 0.14** (n=2)"
+    assert single["rel_mse_id"] == "0.6 ± 0.1 (n=3)"
+    assert single["rel_mse_ood"] == "**0.2 ± 0** (n=3)" and "**" not in mixer["rel_mse_ood"]
+    assert mixer["routing_purity"].startswith("**0.9 ±") and "**" not in single["routing_purity"]
+    assert (
+        mixer["seconds_per_outer_step"].startswith("0.5")
+        and "**" in single["seconds_per_outer_step"]
+    )
+    assert single["context_kmeans_ari"] == "—"
+    # A dataset with one method has nothing to compare: no bold.
+    solo = text.split("## solo")[1]
+    assert "**" not in solo and "2/4" in solo and "2 missing" in solo
+    latex = (root / "tables" / "summary.tex").read_text()
+    assert r"\textbf{0.2 $\pm$ 0.14} (n=2)" in latex and r"rel\_mse\_id" in latex
+    assert "1 diverged, 1 missing" in latex
+
+
+def test_tables_of_nothing_yet(tmp_path):
+    paths = write_tables([tmp_path / "runs/a/default/m/seed0/metrics.json"], tmp_path / "t")
+    runs = pd.read_csv(paths["runs"])
+    assert runs["status"].tolist() == ["missing"]
+    assert "0/1" in paths["markdown"].read_text()
+    make_figures(paths["runs"], tmp_path / "figures", strict=True)
+    assert sorted(p.stem for p in (tmp_path / "figures").glob("*.png")) == sorted(FIGURES)
+
+
+def test_every_figure_is_drawn(cells, monkeypatch):
+    root, expected, logs = cells
+    monkeypatch.chdir(root)
+    paths = write_tables(expected, root / "tables", logs)
+    written = make_figures(paths["runs"], root / "figures", strict=True)
+    assert [p.stem for p in written] == list(FIGURES)
+    for path in written:
+        assert path.stat().st_size > 5000, path  # a real PNG, not an empty file
+    assert not list((root / "figures").glob(".*"))  # no temporary file left
+
+
+def test_cli_reads_a_cells_file_and_rejects_other_paths(cells, capsys):
+    from mixer.cli import main
+
+    root, expected, logs = cells
+    listing = root / "cells.txt"
+    listing.write_text("\n".join(str(p) for p in expected[1:]) + "\n")
+    out = root / "cli_tables"
+    args = ["aggregate", "--out-dir", str(out), "--logs", str(logs), "--cells-file", str(listing)]
+    assert main([*args, str(expected[0])]) == 0
+    assert len(pd.read_csv(out / "runs.csv")) == len(expected)
+    assert main(["aggregate", "--out-dir", str(out), str(root / "metrics.json")]) == 2
+    assert "not a cell's metrics file" in capsys.readouterr().err

@@ -1,0 +1,86 @@
+# Stage 4: tables of every expected cell, figures, and the material of `snakemake --report`.
+
+
+rule aggregate:
+    input:
+        metrics=metrics_targets(),
+    output:
+        runs="results/tables/runs.csv",
+        summary=report(
+            "results/tables/summary.csv",
+            caption="../report/summary.rst",
+            category="Tables",
+        ),
+        markdown="results/tables/summary.md",
+        latex="results/tables/summary.tex",
+    log:
+        "logs/aggregate.log",
+    conda:
+        "../envs/mixer.yaml"
+    threads: 1
+    params:
+        code=source_hash("aggregate.py"),
+    message:
+        "Aggregating every expected cell into tables"
+    shell:
+        "mixer aggregate --out-dir $(dirname {output.runs}) {input.metrics} > {log} 2>&1"
+
+
+rule plots:
+    input:
+        runs=rules.aggregate.output.runs,
+    output:
+        method_comparison=report(
+            "results/figures/method_comparison.png",
+            caption="../report/method_comparison.rst",
+            category="Figures",
+            subcategory="Errors",
+        ),
+        error_vs_regime=report(
+            "results/figures/error_vs_regime.png",
+            caption="../report/error_vs_regime.rst",
+            category="Figures",
+            subcategory="Errors",
+        ),
+        adaptation_per_env=report(
+            "results/figures/adaptation_per_env.png",
+            caption="../report/adaptation_per_env.rst",
+            category="Figures",
+            subcategory="Errors",
+        ),
+        gate_heatmap=report(
+            "results/figures/gate_heatmap.png",
+            caption="../report/gate_heatmap.rst",
+            category="Figures",
+            subcategory="Routing",
+        ),
+        routing_over_training=report(
+            "results/figures/routing_over_training.png",
+            caption="../report/routing_over_training.rst",
+            category="Figures",
+            subcategory="Routing",
+        ),
+        context_pca=report(
+            "results/figures/context_pca.png",
+            caption="../report/context_pca.rst",
+            category="Figures",
+            subcategory="Routing",
+        ),
+        cost_scaling=report(
+            "results/figures/cost_scaling.png",
+            caption="../report/cost_scaling.rst",
+            category="Figures",
+            subcategory="Cost",
+        ),
+    log:
+        "logs/plots.log",
+    conda:
+        "../envs/mixer.yaml"
+    threads: 1
+    params:
+        code=source_hash("aggregate.py", "plots.py"),
+    message:
+        "Drawing the figures"
+    shell:
+        "mixer plot --runs {input.runs} --out-dir $(dirname {output.method_comparison})"
+        " > {log} 2>&1"
