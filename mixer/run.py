@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mixer import metrics, provenance
+from mixer import provenance
 from mixer.batch import make_batch
 from mixer.config import method_config
 from mixer.data import load_dataset
@@ -159,6 +159,10 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
 
 
 def _score(state, cfg, dataset) -> dict:
+    # scikit-learn is imported here, not at module level: a training job never needs it and
+    # its import costs seconds per process.
+    from mixer import metrics
+
     device = pick_device("auto") if state["device"].startswith("cuda") else torch.device("cpu")
     learner, train = build_learner(cfg, dataset, device, state["seed"])
     learner.load_state_dict(state["learner"])
@@ -225,6 +229,8 @@ def _score(state, cfg, dataset) -> dict:
 
 def _labelled_scores(dataset, train, support, contexts, adapted, routing) -> dict:
     """SVM accuracies and super-class scores of a labelled time-series dataset (§5)."""
+    from mixer import metrics
+
     envs = dataset.environments
     superclass = [envs[int(i)].get("superclass_index") for i in train.env_id]
     return metrics.labelled_series_scores(

@@ -11,7 +11,6 @@ tolerance costs only (sqrt n)^(1/8) more steps).
 from __future__ import annotations
 
 import numpy as np
-from scipy.integrate import solve_ivp
 
 from mixer.data.systems import ODESystem
 
@@ -48,6 +47,8 @@ def _solve_chunk(system, y0, params, t):
 
 
 def _solve(system, y0, params, t):
+    from scipy.integrate import solve_ivp  # here: training jobs import mixer.data, not scipy's ODEs
+
     shape = y0.shape
     tol = TOLERANCE / np.sqrt(y0.size)
     # Parameters broadcast against y[..., 0], i.e. one value per trajectory.
