@@ -378,7 +378,11 @@ def cost_scaling(runs: pd.DataFrame):
             marker="o",
             ax=ax,
         )
-        ax.set(xlabel=label, ylabel="seconds per outer step")
+        ax.set(xlabel=label, ylabel="seconds per outer step", yscale="log")
+        # Many methods x datasets: the legend goes beside the panel, not over the lines.
+        ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.set_size_inches(11, 3.6)
+    fig.tight_layout()
     return fig
 
 
@@ -421,7 +425,18 @@ def adaptation_per_env(runs: pd.DataFrame):
             _no_data(ax, f"{dataset or ''}\nno adapted environments")
             continue
         methods = _order(runs.loc[runs["dataset"] == dataset, "method"])
-        kwargs = dict(data=here, x="method", y="rel_mse_ood", hue="training range", order=methods)
+        # A fixed hue order so that "in range" has the same colour in every panel.
+        ranges = [
+            r for r in ("in range", "out of range", "unknown") if r in set(here["training range"])
+        ]
+        kwargs = dict(
+            data=here,
+            x="method",
+            y="rel_mse_ood",
+            hue="training range",
+            hue_order=ranges,
+            order=methods,
+        )
         sns.boxplot(**kwargs, ax=ax, fliersize=0)
         sns.stripplot(**kwargs, dodge=True, palette="dark:k", size=2.5, legend=False, ax=ax)
         if (here["rel_mse_ood"] > 0).all():
