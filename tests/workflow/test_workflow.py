@@ -50,7 +50,7 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture
 def workdir(tmp_path):
     """A copy of the workflow (not of results/) to run in isolation."""
-    for item in ("Snakefile", "workflow", "config"):
+    for item in ("Snakefile", "workflow", "config", "profiles"):
         src = REPO / item
         (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
     return tmp_path
@@ -75,6 +75,31 @@ def test_dry_run_default_config_lists_every_job(workdir):
     assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
     assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
     assert counts["aggregate"] == counts["plots"] == "1", run.stdout
+
+
+def test_dry_run_paper_config_lists_the_whole_grid(workdir):
+    """config/paper.yaml (merged into config.yaml): every experiment x seed, K > E left out."""
+    import yaml
+
+    paper = yaml.safe_load((REPO / "config" / "paper.yaml").read_text())
+    cells = sum(
+        len(e["datasets"]) * len(e["methods"]) * len(e.get("regimes", ["default"]))
+        for e in paper["experiments"]
+    ) * len(paper["seeds"])
+    run = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "config/paper.yaml")
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
+    assert int(counts["train"]) == int(counts["evaluate"]) == cells > 300, run.stdout
+
+
+def test_slurm_profile_gives_training_jobs_a_gpu(workdir):
+    run = snakemake(workdir, "-n", "-j", "4", "--profile", "profiles/slurm")
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    training = [line for line in text.splitlines() if ": Training " in line]
+    assert training and all("[gpu=1," in line for line in training), training[:3]
+    local = snakemake(workdir, "-n")
+    assert "[gpu=0," in local.stdout + local.stderr  # no GPU asked for without the profile
 
 
 def test_lint_is_clean(workdir):
