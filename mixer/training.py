@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +82,7 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
         log = state["log"]
         start = state["outer_step"]
         learner.generator.set_state(state["generator"])
+        print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
     attach = getattr(learner, "attach_optimizers", None)
     if attach is not None:
         attach(opt_ctx, opt_model)
@@ -178,6 +180,7 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
         log = state["log"]
         start = state["outer_step"]
         learner.generator.set_state(state["generator"])
+        print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
     n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
     for outer in range(start, n_outer):
         began = time.perf_counter()
