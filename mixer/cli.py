@@ -106,7 +106,7 @@ def _generate(args) -> int:
         **extra,
         "generation_seconds": round(seconds, 3),
         "provenance": {
-            "versions": provenance.versions("numpy", "scipy"),
+            "versions": provenance.versions("numpy", "scipy", "mne"),
             "source_hash": provenance.source_hash("data"),
             "git_commit": provenance.git_commit(),
         },

@@ -62,7 +62,10 @@ def test_cli_spec_and_clear_errors(tmp_path, capsys):
     out = tmp_path / "lv"
     spec = '{"generator": "ode", "systems": ["lotka_volterra"], "trajectories": {"test": 2}}'
     assert main(["generate", "--dataset", "lv", "--spec", spec, "--out", str(out)]) == 0
-    assert load_dataset(out)["test"].X.shape == (9, 2, 20, 2)
+    generated = load_dataset(out)
+    assert generated["test"].X.shape == (9, 2, 20, 2)
+    # The EEG generators preprocess with MNE, so its version is part of a dataset's provenance.
+    assert set(generated.meta["provenance"]["versions"]) >= {"numpy", "scipy", "mne"}
 
     bad = '{"generator": "ode", "systems": ["lotka_volterra"], "envs_per_familly": 3}'
     assert main(["generate", "--dataset", "lv", "--spec", bad, "--out", str(out)]) == 2

@@ -139,6 +139,7 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     assert report.returncode == 0, report.stderr[-3000:]
     html = (workdir / "results" / "report.html").read_text()
     assert "Gate of each routing method" in html and "summary.csv" in html
+    assert "One row per expected cell" in html  # runs.csv, with its caption
 
 
 def test_bad_config_fails_before_any_job_naming_the_key(workdir):

@@ -5,7 +5,11 @@ rule aggregate:
     input:
         metrics=metrics_targets(),
     output:
-        runs="results/tables/runs.csv",
+        runs=report(
+            "results/tables/runs.csv",
+            caption="../report/runs.rst",
+            category="Tables",
+        ),
         summary=report(
             "results/tables/summary.csv",
             caption="../report/summary.rst",
