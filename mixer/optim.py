@@ -5,6 +5,11 @@ marked by :func:`mark_expert_stacked`), advance an expert's moments and step cou
 steps where that expert was routed to. An expert that received no data simply does not move:
 the reference code's single shared optimiser state advanced every expert (and the schedule)
 on every step (METHOD.md §6, defect 6).
+
+The optimiser does not subclass ``torch.optim.Optimizer``: constructing one of those imports
+``torch._dynamo`` (2-3 s of CPU), which every training and evaluation job would pay. It keeps
+the same surface the loops use (``param_groups``, ``state``, ``zero_grad``, ``state_dict``
+in torch's layout, so checkpoints written by earlier versions still load).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ def is_expert_stacked(param: torch.Tensor) -> bool:
     return getattr(param, "_expert_stacked", False)
 
 
-class MaskedAdaptive(torch.optim.Optimizer):
+class MaskedAdaptive:
     """Adam or AdaBelief with per-expert masking.
 
     Args:
@@ -37,7 +42,53 @@ class MaskedAdaptive(torch.optim.Optimizer):
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-16, belief=True):
         if not belief and eps == 1e-16:
             eps = 1e-8  # Adam's customary guard; AdaBelief's 1e-16 follows its paper
-        super().__init__(params, {"lr": lr, "betas": betas, "eps": eps, "belief": belief})
+        defaults = {"lr": lr, "betas": tuple(betas), "eps": eps, "belief": belief}
+        groups = list(params)
+        if not groups:
+            raise ValueError("MaskedAdaptive got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        self.param_groups = [{**defaults, **g, "params": list(g["params"])} for g in groups]
+        self.state: dict[torch.Tensor, dict] = {}
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    p.grad.detach_().zero_()
+
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
+
+    def state_dict(self) -> dict:
+        """Torch's layout: parameters replaced by their index over all groups, in order."""
+        index = {id(p): i for i, p in enumerate(self._params())}
+        groups, start = [], 0
+        for group in self.param_groups:
+            n = len(group["params"])
+            groups.append({**group, "params": list(range(start, start + n))})
+            start += n
+        state = {index[id(p)]: dict(s) for p, s in self.state.items()}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, saved: dict) -> None:
+        params = self._params()
+        sizes = [len(g["params"]) for g in saved["param_groups"]]
+        if sizes != [len(g["params"]) for g in self.param_groups]:
+            raise ValueError(
+                f"optimizer state has parameter groups of sizes {sizes}, "
+                f"this optimizer {[len(g['params']) for g in self.param_groups]}"
+            )
+        for group, stored in zip(self.param_groups, saved["param_groups"], strict=True):
+            group.update({k: v for k, v in stored.items() if k != "params"})
+        self.state = {
+            params[int(i)]: {k: v.to(params[int(i)].device) for k, v in s.items()}
+            for i, s in saved["state"].items()
+        }
 
     @torch.no_grad()
     def step(self, active_experts: torch.Tensor | None = None):
@@ -46,7 +97,7 @@ class MaskedAdaptive(torch.optim.Optimizer):
             for p in group["params"]:
                 if p.grad is None:
                     continue
-                state = self.state[p]
+                state = self.state.setdefault(p, {})
                 stacked = is_expert_stacked(p) and active_experts is not None
                 if not state:
                     state["m"] = torch.zeros_like(p)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -38,6 +41,56 @@ def test_unrouted_expert_rows_do_not_move_nor_age(belief):
         moved = (w.detach() != before).any(dim=1)
         assert moved.tolist() == active
     assert opt.state[w]["t"].tolist() == [3.0, 1.0, 3.0]
+
+
+def _two_group_run(state=None, steps=3):
+    torch.manual_seed(0)
+    w = mark_expert_stacked(torch.nn.Parameter(torch.randn(3, 4, dtype=torch.float64)))
+    b = torch.nn.Parameter(torch.randn(4, dtype=torch.float64))
+    opt = MaskedAdaptive([{"params": [w], "lr": 0.1}, {"params": [b], "lr": 0.05}], lr=0.1)
+    if state is not None:
+        opt.load_state_dict(state)
+    for i in range(steps):
+        opt.zero_grad(set_to_none=True)
+        ((w**2).sum() + (b**3).sum()).backward()
+        opt.step(torch.tensor([True, False, i % 2 == 0]))
+    return opt
+
+
+def test_state_dict_round_trip_resumes_identically():
+    """A checkpointed optimiser, loaded into a fresh one, continues exactly as the original."""
+    full = _two_group_run(steps=5)
+    first = _two_group_run(steps=3)
+    saved = first.state_dict()
+    assert [g["params"] for g in saved["param_groups"]] == [[0], [1]]  # torch's layout
+    assert saved["param_groups"][1]["lr"] == 0.05
+    resumed = MaskedAdaptive(
+        [{"params": first.param_groups[0]["params"]}, {"params": first.param_groups[1]["params"]}]
+    )
+    resumed.load_state_dict(saved)
+    w, b = resumed.param_groups[0]["params"][0], resumed.param_groups[1]["params"][0]
+    for i in range(3, 5):
+        resumed.zero_grad(set_to_none=True)
+        ((w**2).sum() + (b**3).sum()).backward()
+        resumed.step(torch.tensor([True, False, i % 2 == 0]))
+    torch.testing.assert_close(w, full.param_groups[0]["params"][0], rtol=0, atol=0)
+    torch.testing.assert_close(b, full.param_groups[1]["params"][0], rtol=0, atol=0)
+    assert resumed.state[w]["t"].tolist() == [5.0, 0.0, 3.0]
+    with pytest.raises(ValueError, match="parameter groups of sizes"):
+        MaskedAdaptive([w]).load_state_dict(saved)
+
+
+def test_building_an_optimiser_does_not_import_torch_dynamo():
+    """torch.optim.Optimizer imports torch._dynamo (seconds) when built; every job would pay it."""
+    code = (
+        "import sys, torch; from mixer.optim import make_optimizer;"
+        "p = torch.nn.Parameter(torch.zeros(2)); opt = make_optimizer('adabelief', [p], 0.1);"
+        "p.grad = torch.ones(2); opt.step(); opt.zero_grad();"
+        "opt.load_state_dict(opt.state_dict());"
+        "print('torch._dynamo' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_reset_expert_state_forgets_stacked_moments_only():
