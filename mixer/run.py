@@ -44,6 +44,8 @@ def pick_device(name: str) -> torch.device:
 
 
 def _atomic_save(obj, path: Path, save) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder not made yet
     tmp = path.with_name(f".{path.name}.tmp")
     save(obj, tmp)
     os.replace(tmp, path)

@@ -305,7 +305,8 @@ def test_cli_trains_and_evaluates_a_baseline(tmp_path, config, lotka_volterra):
     data = str(lotka_volterra[0])
     args = ["train", "--spec", spec, "--dataset-dir", data, "--seed", "0", "--out", str(tmp_path)]
     assert main(args) == 0
-    model, out = str(tmp_path / "model.pt"), str(tmp_path / "metrics.json")
+    # --out may name a folder that does not exist yet
+    model, out = str(tmp_path / "model.pt"), str(tmp_path / "scores" / "metrics.json")
     assert main(["evaluate", "--model", model, "--dataset-dir", data, "--out", out]) == 0
-    written = json.loads((tmp_path / "metrics.json").read_text())
+    written = json.loads((tmp_path / "scores" / "metrics.json").read_text())
     assert written["status"] == "ok" and written["adaptation"] == "inner-loop"
