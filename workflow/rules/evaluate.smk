@@ -9,6 +9,8 @@ rule evaluate:
         metrics="results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json",
     log:
         "logs/evaluate/{dataset}/{regime}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/evaluate/{dataset}/{regime}/{method}/seed{seed}.tsv"
     conda:
         "../envs/mixer.yaml"
     threads: 1

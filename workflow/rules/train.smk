@@ -13,6 +13,9 @@ rule train:
         "logs/train/{dataset}/{regime}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{regime}/{method}/seed{seed}.tsv"
+    # Every training job before any evaluation: the short evaluations then fill both cores at
+    # the end instead of one long training job running alone.
+    priority: 1
     conda:
         "../envs/mixer.yaml"
     threads: 1
