@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from mixer.batch import EnvBatch
+from mixer.cells import resolve_method
 from mixer.config import validate_config
-from mixer.methods import method_class
+from mixer.methods import learner_class
 from mixer.optim import make_optimizer
 
 
@@ -27,10 +28,8 @@ def make_learner(backbone, K, E, device):
         {"methods": {"m": {"learner": "mixer", "backbone": backbone, "n_experts": K,
                            "context_dim": 2 * K, "context_init": "random"}}}
     )  # fmt: skip
-    from mixer.config import method_config
-
-    cfg = method_config(config, "m")
-    return method_class("mixer")(cfg, 2, E, device, seed=0)
+    cfg = resolve_method(config, "m")
+    return learner_class("mixer")(cfg, 2, E, device, seed=0)
 
 
 def make_batch(E, device, N=4, T=20):

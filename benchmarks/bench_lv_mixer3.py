@@ -22,9 +22,10 @@ import time
 import torch
 
 from mixer.batch import make_batch
-from mixer.config import method_config, validate_config, validate_dataset_spec
+from mixer.cells import resolve_method
+from mixer.config import validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
-from mixer.methods import method_class
+from mixer.methods import learner_class
 
 
 def main():
@@ -55,9 +56,9 @@ def main():
             },
         }
     )  # fmt: skip
-    cfg = method_config(config, "mixer")
+    cfg = resolve_method(config, "mixer")
     train = make_batch(dataset, "train", {}, device)
-    learner = method_class("mixer")(cfg, 2, train.n_envs, device, seed=0)
+    learner = learner_class("mixer")(cfg, 2, train.n_envs, device, seed=0)
     began = time.perf_counter()
     log = learner.fit(train)
     if device.type == "cuda":

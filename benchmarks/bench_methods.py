@@ -17,9 +17,10 @@ import time
 import torch
 
 from mixer.batch import make_batch
-from mixer.config import method_config, validate_config, validate_dataset_spec
+from mixer.cells import resolve_method
+from mixer.config import validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
-from mixer.methods import method_class
+from mixer.methods import learner_class
 
 METHODS = {
     "one-for-all": {"learner": "one-for-all"},
@@ -58,8 +59,8 @@ def main():
                 {"training": {"outer_steps": outer, "checkpoint_every": 0},
                  "methods": {name: entry}}
             )  # fmt: skip
-            cfg = method_config(config, name)
-            learner = method_class(cfg["learner"])(cfg, 2, train.n_envs, device, seed=0)
+            cfg = resolve_method(config, name)
+            learner = learner_class(cfg["learner"])(cfg, 2, train.n_envs, device, seed=0)
             began = time.perf_counter()
             log = learner.fit(train)
             seconds.append((time.perf_counter() - began, log.inner_steps))

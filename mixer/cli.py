@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--method", help="method name (a key of `methods`), with --config")
     train.add_argument("--regime", default="default", help="regime name, with --config")
     train.add_argument("--dataset-dir", type=Path, required=True, help="generated dataset folder")
-    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--seed", type=int, help="with --config (a --spec carries its seed)")
     train.add_argument("--out", type=Path, required=True, help="the cell's run folder")
     train.set_defaults(run=_train)
 
@@ -67,6 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--out-dir", type=Path, required=True, help="folder of the figures")
     plot.add_argument("--strict", action="store_true", help="fail on a figure that cannot be drawn")
     plot.set_defaults(run=_plot)
+
+    learners = commands.add_parser(
+        "learners", help="the registered learners and the keys each declares"
+    )
+    learners.add_argument("name", nargs="?", help="one learner (or package.module:Class)")
+    learners.add_argument(
+        "--write-catalog",
+        action="store_true",
+        help="rewrite mixer/methods/catalog.json from the built-in classes",
+    )
+    learners.set_defaults(run=_learners)
 
     args = parser.parse_args(argv)
     try:
@@ -126,34 +137,41 @@ def _one_thread() -> None:
 
 
 def _train(args) -> int:
+    from mixer.cells import resolve_cell, validate_cell
     from mixer.config import load_config
-    from mixer.run import cell_config, train_cell
 
-    _one_thread()
     if args.config is not None:
-        if not args.method:
-            raise ConfigError("--method is required with --config")
+        if not args.method or args.seed is None:
+            raise ConfigError("--method and --seed are required with --config")
         config = load_config(args.config)
         if args.method not in config["methods"]:
             raise ConfigError(f"method '{args.method}' is not in {args.config}")
         if args.regime not in config["regimes"]:
             raise ConfigError(f"regime '{args.regime}' is not in {args.config}")
-        cfg = cell_config(config, args.method, args.regime)
+        name = args.dataset_dir.resolve().name
+        cfg = resolve_cell(config, name, args.regime, args.method, args.seed)
+        cfg = validate_cell(cfg)  # the same checks as a --spec (e.g. a negative --seed)
     else:
         try:
             cfg = json.loads(args.spec)
         except json.JSONDecodeError as err:
             raise ConfigError(f"--spec is not valid JSON: {err}") from None
-    state = train_cell(cfg, args.dataset_dir, args.seed, args.out)
+        cfg = validate_cell(cfg)
+        if args.seed is not None and args.seed != cfg["seed"]:
+            raise ConfigError(f"--seed {args.seed} differs from the spec's seed {cfg['seed']}")
+    _one_thread()
+    from mixer.train import train_cell
+
+    state = train_cell(cfg, args.dataset_dir, args.out)
     print(
-        f"{cfg['method']} seed {args.seed}: status {state['status']} {state['reason']}, "
+        f"{cfg['method']} seed {cfg['seed']}: status {state['status']} {state['reason']}, "
         f"{state['outer_steps']} outer steps in {state['train_seconds']:.1f} s -> {args.out}"
     )
     return 0
 
 
 def _evaluate(args) -> int:
-    from mixer.run import evaluate_cell
+    from mixer.evaluate import evaluate_cell
 
     _one_thread()
     out = evaluate_cell(args.model, args.dataset_dir, args.out)
@@ -187,6 +205,28 @@ def _plot(args) -> int:
 
     written = make_figures(args.runs, args.out_dir, strict=args.strict)
     print(f"{len(written)} figures -> {args.out_dir}")
+    return 0
+
+
+def _learners(args) -> int:
+    from mixer.methods.registry import learner_names, learner_spec, write_catalog
+
+    if args.write_catalog:
+        print(f"wrote {write_catalog()}")
+        return 0
+    if args.name is None:
+        for name in learner_names():
+            spec = learner_spec(name)
+            print(f"{name:16s} {spec.target}  backbones: {', '.join(spec.backbones) or '-'}")
+        return 0
+    spec = learner_spec(args.name)
+    print(f"{spec.name} ({spec.target})")
+    for backbone in spec.backbones or [None]:
+        if backbone is not None:
+            print(f"\nwith backbone: {backbone}")
+        for key, prop in sorted(spec.keys(backbone).items()):
+            kind = prop.get("enum") or prop.get("type")
+            print(f"  {key} ({kind}, default {prop.get('default')!r}): {prop.get('description')}")
     return 0
 
 

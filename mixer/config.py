@@ -14,6 +14,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from mixer.errors import ConfigError
+from mixer.methods.registry import LearnerSpec, learner_spec
 
 SCHEMA_HINT = "Every key is described in workflow/schemas/config.schema.yaml."
 
@@ -59,6 +60,8 @@ def validate_config(config: dict) -> dict:
         raise ConfigError(f"invalid config:\n{lines}\n{SCHEMA_HINT}")
     _check_generator_keys(config, full)
     _check_systems(config)
+    for name, entry in config.get("methods", {}).items():
+        validate_method(name, entry)
     _check_experiments(config)
     return config
 
@@ -142,6 +145,8 @@ def _check_systems(config: dict) -> None:
 
 def _check_experiments(config: dict) -> None:
     """Every name an experiment uses must exist, and every method must resolve cleanly."""
+    from mixer.cells import resolve_method
+
     for i, exp in enumerate(config.get("experiments", [])):
         for key in ("datasets", "methods", "regimes"):
             known = config.get(key, {})
@@ -153,43 +158,46 @@ def _check_experiments(config: dict) -> None:
                     )
         for method in exp["methods"]:
             for regime in exp["regimes"]:
-                method_config(config, method, regime)
+                resolve_method(config, method, regime)
 
 
-def method_config(config: dict, method: str, regime: str = "default") -> dict:
-    """The full configuration of one method in one regime: overrides merged and checked."""
-    from mixer.methods import method_class
-    from mixer.methods.mixture import GATE_POLICIES
-    from mixer.models import expert_context_dim
+def method_schema(spec: LearnerSpec, backbone: str | None = None) -> dict:
+    """The JSON schema of a method entry of learner ``spec`` (with ``backbone``'s keys)."""
+    common = schema()["$defs"]["method"]["properties"]
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["learner"],
+        "properties": {**common, **spec.keys(backbone)},
+    }
 
-    entry = copy.deepcopy(config["methods"][method])
-    learner = method_class(entry["learner"])  # unknown learner -> ConfigError listing them
-    architecture = learner.architecture_of(entry)
-    if entry.get("backbone") == "plrnn" and architecture != "plrnn":
+
+def validate_method(name: str, entry: dict) -> dict:
+    """Check a method entry against the keys its learner declares; fill their defaults."""
+    where = f"methods.{name}"
+    try:
+        spec = learner_spec(entry["learner"])
+    except ConfigError as err:
+        raise ConfigError(f"{where}.learner: {err}") from None
+    backbone = entry.get("backbone", spec.default_backbone)
+    if "backbone" in entry and backbone not in spec.backbones:
+        valid = ", ".join(spec.backbones) or "none: its architecture is fixed"
         raise ConfigError(
-            f"methods.{method}: learner '{entry['learner']}' has a fixed architecture "
-            f"({architecture}) and cannot run backbone 'plrnn'; the PL-RNN runs in mixer, "
-            "mixer-faithful, moe-gd, moe-frozen, single and coda"
+            f"{where}.backbone: learner '{spec.name}' does not run backbone {backbone!r} "
+            f"(it runs: {valid})"
         )
-    merged = {}
-    for block in ("training", "adaptation", "solver"):
-        merged[block] = {**config[block], **entry[block]}
-    check = {k: merged[k] for k in merged}
-    errors = list(DefaultFillingValidator(schema()).iter_errors(check))
+    full = method_schema(spec, backbone)
+    unknown = sorted(set(entry) - set(full["properties"]))
+    if unknown:
+        keys = ", ".join(f"'{where}.{k}'" for k in unknown)
+        with_backbone = f" with backbone '{backbone}'" if spec.backbones else ""
+        raise ConfigError(
+            f"unknown key {keys}: learner '{spec.name}'{with_backbone} declares "
+            f"{', '.join(sorted(full['properties']))}. Fix: remove it (`mixer learners "
+            f"{spec.name}` describes every key)."
+        )
+    errors = list(DefaultFillingValidator(full).iter_errors(entry))
     if errors:
-        lines = "\n".join(f"  - methods.{method}.{_describe(e)}" for e in errors)
-        raise ConfigError(f"invalid overrides of method '{method}':\n{lines}\n{SCHEMA_HINT}")
-    entry.update(merged)
-    knobs = config["regimes"].get(regime, {})
-    if knobs.get("n_experts") is not None:
-        entry["n_experts"] = knobs["n_experts"]
-    mixture = entry["learner"] in GATE_POLICIES and entry["learner"] != "single"
-    if mixture and entry["split_context"] and entry["context_dim_per_expert"] is not None:
-        entry["context_dim"] = entry["n_experts"] * entry["context_dim_per_expert"]
-    if mixture and entry["split_context"]:  # the baselines have one expert, no split
-        try:
-            expert_context_dim(entry["context_dim"], entry["n_experts"], True)
-        except ConfigError as err:
-            raise ConfigError(f"methods.{method} (regime '{regime}'): {err}") from None
-    entry["method"], entry["regime"] = method, regime
+        lines = "\n".join(f"  - {where}.{_describe(e)}" for e in errors)
+        raise ConfigError(f"invalid method '{name}':\n{lines}")
     return entry

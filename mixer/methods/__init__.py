@@ -1,8 +1,34 @@
-"""Learners by name: importing this package registers every method."""
+"""Learners: one class per module, registered under config names (see registry.py).
 
-# Importing the learner modules registers them: mixer, moe-gd, moe-frozen, single, ... from
-# mixture; one-for-all, coda, cavia, ncf from baselines.
-from mixer.methods import baselines, mixture  # noqa: F401
-from mixer.methods.base import METHODS, Learner, method_class, register_method
+Importing this package does not import torch (the workflow plans runs without it); the
+learner classes are imported on demand by :func:`learner_class`.
+"""
 
-__all__ = ["METHODS", "Learner", "method_class", "register_method"]
+from mixer.methods.registry import (
+    METHODS,
+    LearnerSpec,
+    learner_class,
+    learner_names,
+    learner_spec,
+    register_method,
+)
+
+__all__ = [
+    "METHODS",
+    "Learner",
+    "LearnerSpec",
+    "learner_class",
+    "learner_names",
+    "learner_spec",
+    "register_method",
+]
+
+
+def __getattr__(name: str):
+    # `from mixer.methods import Learner` for user learners: the ABC imports torch, so it is
+    # loaded only when asked for.
+    if name == "Learner":
+        from mixer.methods.base import Learner
+
+        return Learner
+    raise AttributeError(f"module 'mixer.methods' has no attribute {name!r}")

@@ -1,34 +1,14 @@
-"""The one interface every learner implements, and the registry that names them."""
+"""The one interface every learner implements; its declarations feed the config validator."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from typing import ClassVar
 
 import torch
+from torch import Tensor
 
 from mixer.batch import EnvBatch
-from mixer.errors import ConfigError
-
-METHODS: dict[str, type[Learner]] = {}
-
-
-def register_method(*names: str):
-    """Class decorator: make a learner available under each of ``names`` in the config."""
-
-    def decorate(cls):
-        for name in names:
-            METHODS[name] = cls
-        return cls
-
-    return decorate
-
-
-def method_class(name: str) -> type[Learner]:
-    import mixer.methods  # noqa: F401  (importing the package registers every learner)
-
-    if name not in METHODS:
-        raise ConfigError(f"unknown method '{name}'. Valid methods: {', '.join(sorted(METHODS))}")
-    return METHODS[name]
 
 
 def teacher_forcing_alpha(cfg: dict, outer: int, n_outer: int) -> float:
@@ -45,27 +25,34 @@ def teacher_forcing_alpha(cfg: dict, outer: int, n_outer: int) -> float:
 
 
 class Learner(ABC):
-    """Contract of a learner (MixER, its variants and the baselines).
+    """Contract of a learner (MixER, its variants, the baselines, a user's own).
 
-    A learner owns its model, one context vector per training environment, and a
-    ``torch.Generator`` (``self.generator``) from which all of its randomness is drawn.
+    A learner is one class. It declares its hyper-parameters in ``hyperparameters`` (key ->
+    JSON-schema fragment with ``description``, ``type``/``enum`` and ``default``); the config
+    validator builds the schema of a method entry from them (inherited keys included) and
+    rejects any key the learner does not declare. ``training``, ``adaptation`` and ``solver``
+    blocks are common to every learner and arrive merged in ``cfg``.
 
-    - ``fit(train, checkpoint)`` trains on an :class:`EnvBatch` of training environments and
-      returns a :class:`mixer.training.TrainLog`.
-    - ``predict(batch, contexts)`` rolls out trajectories [E, N, T, d] from each trajectory's
-      first state, using ``contexts`` [E, d_ξ] (the training contexts when None).
-    - ``adapt(support)`` fits contexts of new environments on their support trajectories with
-      the model frozen and returns them [E_new, d_ξ].
-    - ``contexts()`` returns the training contexts [E, d_ξ]; ``routing(contexts)`` the expert
-      of each environment [E] (None for learners without a mixture).
-    - ``start_outer_step(outer, n_outer)`` is called by the training loops before every outer
-      step; here it sets the teacher-forcing strength ``tf_alpha`` of the schedule
-      (only discrete-time backbones use it; ODE rollouts ignore it).
-    - ``sequence_losses(batch, contexts)``: for discrete-time backbones the teacher-forced loss
-      (final α) and the free-running MSE, ``{"loss_tf", "mse_free"}``; ``{}`` otherwise.
+    Class attributes besides ``hyperparameters``:
+
+    - ``backbones``: the expert architectures the learner accepts through a ``backbone`` key
+      (``"all"``: every registered backbone; ``None``: a fixed architecture, no such key),
+      ``default_backbone`` the default; the chosen backbone's own keys (e.g. the PL-RNN's
+      ``latent_dim``) are then accepted too.
+    - ``architecture``: what metrics.json reports as the backbone of a fixed architecture.
+    - ``fixed_n_experts``: a mixture that always uses this many experts.
+
+    The constructor receives the cell's resolved config, the state dimension, the number of
+    training environments, the device and the seed; all randomness comes from
+    ``self.generator``. The training loops (:mod:`mixer.training`) call the hooks below; the
+    abstract ones must be written, the others have a documented default.
     """
 
-    name: str = ""
+    hyperparameters: ClassVar[dict[str, dict]] = {}
+    backbones: ClassVar[tuple[str, ...] | str | None] = None
+    default_backbone: ClassVar[str | None] = None
+    architecture: ClassVar[str | None] = None
+    fixed_n_experts: ClassVar[int | None] = None
 
     def __init__(self, cfg: dict, state_dim: int, n_envs: int, device: torch.device, seed: int):
         self.cfg = cfg
@@ -76,106 +63,102 @@ class Learner(ABC):
         self.tf_alpha = teacher_forcing_alpha(cfg, 0, 2)
 
     @classmethod
+    def declared_hyperparameters(cls) -> dict[str, dict]:
+        """Every key the class declares, its bases' first (a subclass may redefine one)."""
+        keys: dict[str, dict] = {}
+        for klass in reversed(cls.__mro__):
+            keys.update(vars(klass).get("hyperparameters", {}))
+        return keys
+
+    @classmethod
     def architecture_of(cls, cfg: dict) -> str | None:
         """What metrics.json reports as the backbone: a fixed architecture or `backbone`."""
-        return getattr(cls, "architecture", None) or cfg.get("backbone")
+        return cls.architecture or cfg.get("backbone")
+
+    # --- training: what the loops call ---
+
+    @abstractmethod
+    def fit(self, train: EnvBatch, checkpoint=None):
+        """Train on the training environments; return a :class:`mixer.training.TrainLog`.
+
+        Usually one line: ``train_alternating`` (proximal alternating minimisation) or
+        ``train_joint`` (one optimiser over everything) with ``self.cfg["training"]``.
+        """
+
+    @abstractmethod
+    def context_parameters(self) -> list[Tensor]:
+        """The per-environment context parameters (may be empty)."""
+
+    @abstractmethod
+    def model_parameters(self) -> list[Tensor]:
+        """The shared model parameters the model optimiser steps."""
+
+    @abstractmethod
+    def loss(self, batch: EnvBatch, envs: Tensor | None = None) -> Tensor:
+        """Training loss on environments ``envs`` of ``batch`` (all when None), a scalar."""
 
     def start_outer_step(self, outer: int, n_outer: int) -> None:
+        """Before every outer step (0-based ``outer`` of ``n_outer``). Default: set the
+        teacher-forcing strength ``tf_alpha`` of the schedule (ODE rollouts ignore it)."""
         self.tf_alpha = teacher_forcing_alpha(self.cfg, outer, n_outer)
+
+    def after_inner_step(self, batch: EnvBatch, inner_step: int) -> None:  # noqa: B027
+        """After every inner step (1-based count). Default: nothing (MixER refits its gate)."""
+
+    def active_experts(self) -> Tensor | None:
+        """[K] bool mask of the experts the last loss routed to, so that the optimiser leaves
+        the others untouched; None (default) steps every parameter."""
+        return None
+
+    def attach_optimizers(self, opt_ctx, opt_model) -> None:  # noqa: B027
+        """Called once the loop's optimisers exist (and after a resume). Default: nothing."""
+
+    def log_extras(self) -> dict:
+        """Extra train_log.csv columns of this outer step. Default: none."""
+        return {}
+
+    # --- evaluation ---
+
+    @abstractmethod
+    def predict(self, batch: EnvBatch, contexts: Tensor | None = None) -> Tensor:
+        """Trajectories [E, N, T, d] from each trajectory's first state, with ``contexts``
+        [E, d_ξ] (the training contexts when None); no gradient."""
+
+    @abstractmethod
+    def adapt(self, support: EnvBatch) -> Tensor:
+        """Contexts [E_new, d_ξ] of new environments fitted on their support trajectories,
+        the model frozen (METHOD.md §5)."""
+
+    @abstractmethod
+    def contexts(self) -> Tensor:
+        """The training contexts [E, d_ξ] (d_ξ = 0 for a learner without contexts)."""
+
+    def routing(self, contexts: Tensor | None = None) -> Tensor | None:
+        """The expert of each environment [E]; None (default) for a learner without a gate."""
+        return None
+
+    def gate_probabilities(self, contexts: Tensor | None = None) -> Tensor | None:
+        """Gate probabilities [E, K]; None (default) for a learner without a gate."""
+        return None
+
+    def sequence_losses(self, batch: EnvBatch, contexts: Tensor | None = None) -> dict:
+        """Discrete-time backbones: ``{"loss_tf", "mse_free"}`` (teacher-forced at the final
+        α, free running); ``{}`` (default) otherwise."""
+        return {}
 
     def final_tf_alpha(self) -> float:
         """α at the end of training: used by adaptation and the teacher-forced score."""
         return teacher_forcing_alpha(self.cfg, 1, 2)
 
-    def sequence_losses(self, batch: EnvBatch, contexts: torch.Tensor | None = None) -> dict:
+    def counters(self) -> dict:
+        """Run counters for the metrics file (refits, function evaluations, ...). Default: none."""
         return {}
 
-    @abstractmethod
-    def fit(self, train: EnvBatch, checkpoint=None): ...
+    # --- persistence ---
 
     @abstractmethod
-    def predict(self, batch: EnvBatch, contexts: torch.Tensor | None = None) -> torch.Tensor: ...
-
-    @abstractmethod
-    def adapt(self, support: EnvBatch) -> torch.Tensor: ...
-
-    @abstractmethod
-    def contexts(self) -> torch.Tensor: ...
-
-    def routing(self, contexts: torch.Tensor | None = None) -> torch.Tensor | None:
-        return None
-
-    @abstractmethod
-    def state_dict(self) -> dict: ...
+    def state_dict(self) -> dict:
+        """Everything ``load_state_dict`` needs to restore the trained learner."""
 
     @abstractmethod
     def load_state_dict(self, state: dict) -> None: ...
-
-    def counters(self) -> dict:
-        """Run counters for the metrics file (refits, function evaluations, ...)."""
-        return {}
-
-
-class MixtureTrajectories:
-    """Contexts -> trajectories for learners built on a :class:`MixtureOfExperts`.
-
-    Mixed into the mixture learners and the context baselines (CoDA, NCF). Expects
-    ``self.model`` (the mixture), ``self.ctx`` (training contexts), ``self.solver``,
-    ``self.nfe``, ``self.tf_alpha`` and ``self._train`` (the training batch, set by ``fit``).
-    Every path goes through ``MixtureOfExperts.trajectories``, so an ODE bank is rolled out
-    and a PL-RNN is unrolled (teacher-forced with α < 1) without the learner knowing which.
-    """
-
-    @property
-    def discrete_time(self) -> bool:
-        return self.model.experts.discrete_time
-
-    def trajectories(self, contexts, batch: EnvBatch, alpha: float = 1.0) -> torch.Tensor:
-        """Training trajectories (counted in ``nfe``); α < 1 teacher-forces a PL-RNN."""
-        pred = self.model.trajectories(
-            contexts, batch.x0, batch.t, data=batch.X, alpha=alpha, **self.solver
-        )
-        self.nfe += self.model.last_nfe
-        return pred
-
-    def predict(self, batch: EnvBatch, contexts=None) -> torch.Tensor:
-        """Trajectories from each first state; a PL-RNN runs free (no teacher forcing)."""
-        contexts = self.ctx if contexts is None else contexts
-        with torch.no_grad():
-            return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
-
-    def support_trajectories(self, support: EnvBatch):
-        """``contexts -> trajectories`` of the support rows, for contexts-only adaptation.
-
-        A PL-RNN adapts on the loss it was trained on: teacher forcing at the final α.
-        """
-        alpha = self.final_tf_alpha()
-
-        def trajectories_of(contexts):
-            return self.model.trajectories(
-                contexts, support.x0, support.t, data=support.X, alpha=alpha, **self.solver
-            )
-
-        return trajectories_of
-
-    def _scores(self, contexts, batch: EnvBatch, alpha: float) -> dict:
-        with torch.no_grad():
-            scores = {}
-            for key, a in (("loss_tf", alpha), ("mse_free", 1.0)):
-                pred = self.model.trajectories(
-                    contexts, batch.x0, batch.t, data=batch.X, alpha=a, **self.solver
-                )
-                scores[key] = float((pred - batch.X).square().mean())
-        return scores
-
-    def sequence_log(self) -> dict:
-        """train_log columns of a PL-RNN: α now, teacher-forced and free-running MSE."""
-        if not self.discrete_time or self._train is None:
-            return {}
-        return {"tf_alpha": self.tf_alpha, **self._scores(self.ctx, self._train, self.tf_alpha)}
-
-    def sequence_losses(self, batch: EnvBatch, contexts=None) -> dict:
-        if not self.discrete_time:
-            return {}
-        contexts = self.ctx if contexts is None else contexts
-        return self._scores(contexts, batch, self.final_tf_alpha())

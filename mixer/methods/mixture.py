@@ -10,16 +10,16 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from mixer import gating
 from mixer.adaptation import fit_new_contexts
 from mixer.batch import EnvBatch
-from mixer.methods.base import Learner, MixtureTrajectories, register_method
-from mixer.models import backbone_class, build_mixture
+from mixer.methods.context_model import ContextMixtureLearner
+from mixer.methods.registry import register_method
 from mixer.optim import is_expert_stacked, mark_expert_stacked
 from mixer.training import train_alternating
 
+# Config name -> (how the gate learns, which refit).
 GATE_POLICIES = {
     "mixer": ("refit", "hungarian"),
     "mixer-faithful": ("refit", "faithful"),
@@ -28,48 +28,136 @@ GATE_POLICIES = {
     "single": ("refit", None),
 }
 
+MIXTURE_KEYS = {
+    "n_experts": {
+        "description": "Number of experts K (a regime's n_experts overrides it).",
+        "type": "integer",
+        "minimum": 1,
+        "default": 3,
+    },
+    "context_dim_per_expert": {
+        "description": (
+            "With split_context, the chunk size each expert reads: d_xi becomes K x this "
+            "value for the cell's K (so one method entry serves regimes with different K). "
+            "null uses context_dim as given."
+        ),
+        "type": ["integer", "null"],
+        "minimum": 1,
+        "default": None,
+    },
+    "split_context": {
+        "description": (
+            "Cut the context into K chunks, expert k reading chunk k (paper default for ODEs)."
+        ),
+        "type": "boolean",
+        "default": True,
+    },
+    "gate_every": {
+        "description": "(refit) Refit the gate every this many inner steps.",
+        "type": "integer",
+        "minimum": 1,
+        "default": 12,
+    },
+    "gate_warmup": {
+        "description": (
+            "(refit) Inner steps before the first refit. Until then every environment follows "
+            "the initial gate (with zero contexts: one shared expert), so that the contexts the "
+            "first K-means sees already describe the dynamics; 0 refits from the start as the "
+            "paper."
+        ),
+        "type": "integer",
+        "minimum": 0,
+        "default": 0,
+    },
+    "gate_warmup_clone": {
+        "description": (
+            "(refit) Common-ancestor warm-up. Until the first refit every environment is "
+            "routed to expert 0 whatever its context, so the warm-up trains one shared expert "
+            "and its contexts; at the first refit that expert's parameters are copied into all "
+            "K experts and their optimiser moments are reset, so the cluster-to-expert "
+            "assignment starts neutral and the K-means partition of the contexts alone decides "
+            "the routing. false keeps the random initial gate."
+        ),
+        "type": "boolean",
+        "default": False,
+    },
+    "gate_kmeans_restarts": {
+        "description": (
+            "(refit) K-means runs per refit: the first starts from the last refit's centroids "
+            "(k-means++ at the first refit), the others from k-means++; the partition of "
+            "lowest inertia wins. 1 is the paper's single run."
+        ),
+        "type": "integer",
+        "minimum": 1,
+        "default": 1,
+    },
+    "gate_noise": {
+        "description": "(refit) Std of the noise added to the contexts in the least-squares refit.",
+        "type": "number",
+        "minimum": 0,
+        "default": 1.0e-4,
+    },
+    "gate_ridge": {
+        "description": "(refit) Ridge weight of the least-squares refit.",
+        "type": "number",
+        "minimum": 0,
+        "default": 1.0e-6,
+    },
+    "load_balancing": {
+        "description": "(moe-gd) Weight of the switch-style load-balancing loss.",
+        "type": "number",
+        "minimum": 0,
+        "default": 0.01,
+    },
+    "dense": {
+        "description": "(moe-gd) Mix all experts by gate probability instead of top-1.",
+        "type": "boolean",
+        "default": False,
+    },
+}
 
-@register_method(*GATE_POLICIES)
-class MixtureLearner(MixtureTrajectories, Learner):
+
+@register_method("mixer", "mixer-faithful", "moe-gd", "moe-frozen")
+class MixtureLearner(ContextMixtureLearner):
+    """A top-1 mixture of K context-conditioned experts; the gate policy comes from the name.
+
+    Keys marked (refit) apply to mixer and mixer-faithful, (moe-gd) to moe-gd.
+    """
+
+    hyperparameters = MIXTURE_KEYS
+    backbones = "all"
+    default_backbone = "geps"
+
     def __init__(self, cfg, state_dim, n_envs, device, seed):
-        super().__init__(cfg, state_dim, n_envs, device, seed)
         self.gate_mode, self.refit_kind = GATE_POLICIES[cfg["learner"]]
-        n_experts = 1 if cfg["learner"] == "single" else cfg["n_experts"]
+        n_experts = self.fixed_n_experts or cfg["n_experts"]
         if self.refit_kind is not None:
             gating.check_refit_feasible(n_envs, n_experts)
-        self.model = build_mixture(
-            cfg["backbone"],
+        super().__init__(
+            cfg,
             state_dim,
-            cfg["context_dim"],
-            n_experts,
-            width=cfg["width"],
-            depth=cfg["depth"],
-            activation=cfg["activation"],
+            n_envs,
+            device,
+            seed,
+            backbone=cfg["backbone"],
+            n_experts=n_experts,
             split_context=cfg["split_context"] and n_experts > 1,
             gate_mode=self.gate_mode,
-            dense=cfg.get("dense", False),
-            generator=self.generator,
-            options=backbone_class(cfg["backbone"]).options_from_config(cfg),
-        ).to(device)
-        self._train: EnvBatch | None = None  # for the per-outer-step PL-RNN scores
+            dense=cfg["dense"],
+            random_contexts=self.refit_kind != "faithful",
+        )
         for p in self.model.experts.parameters():
             mark_expert_stacked(p)
-        init = torch.zeros(n_envs, cfg["context_dim"])
-        if cfg["context_init"] == "random" and self.refit_kind != "faithful":
-            init = 1e-2 * torch.randn(n_envs, cfg["context_dim"], generator=self.generator)
-        self.ctx = nn.Parameter(init.to(device))
-        self.solver = dict(cfg["solver"])
         self.centroids = None
         self.refits_done = self.refits_skipped = 0
         self.skip_reasons: dict[str, int] = {}
-        self.nfe = 0
         self._routed = torch.ones(n_experts, dtype=torch.bool, device=device)
         self._opt_model = None
         # Common-ancestor warm-up: until the first refit every environment goes to expert 0
         # (zero weights, bias favouring expert 0), whatever its context; at the first refit
         # that expert is copied into all K (see _clone_experts).
         self.clone_at_refit = (
-            cfg.get("gate_warmup_clone", False) and self.gate_mode == "refit" and n_experts > 1
+            cfg["gate_warmup_clone"] and self.gate_mode == "refit" and n_experts > 1
         )
         if self.clone_at_refit:
             gate = torch.zeros_like(self.model.gate)
@@ -77,12 +165,6 @@ class MixtureLearner(MixtureTrajectories, Learner):
             self.model.set_gate(gate)
 
     # --- hooks of the alternating loop ---
-
-    def context_parameters(self):
-        return [self.ctx]
-
-    def model_parameters(self):
-        return [p for p in self.model.parameters() if p.requires_grad]
 
     def loss(self, batch: EnvBatch, envs=None):
         sub = batch.subset(envs)
@@ -163,11 +245,12 @@ class MixtureLearner(MixtureTrajectories, Learner):
         self._train = train
         return train_alternating(self, train, self.cfg["training"], checkpoint)
 
-    def contexts(self):
-        return self.ctx.detach()
-
     def routing(self, contexts=None):
         return self.model.route(self.ctx if contexts is None else contexts)
+
+    def gate_probabilities(self, contexts=None):
+        with torch.no_grad():
+            return self.model.gate_probs(self.ctx if contexts is None else contexts)
 
     def adapt(self, support: EnvBatch) -> torch.Tensor:
         """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5).
@@ -196,24 +279,19 @@ class MixtureLearner(MixtureTrajectories, Learner):
 
     def state_dict(self):
         return {
-            "model": self.model.state_dict(),
-            "ctx": self.ctx.detach().clone(),
+            **super().state_dict(),
             "centroids": self.centroids,
             "refits_done": self.refits_done,
             "refits_skipped": self.refits_skipped,
             "skip_reasons": dict(self.skip_reasons),
-            "nfe": self.nfe,
         }
 
     def load_state_dict(self, state):
-        self.model.load_state_dict(state["model"])
-        with torch.no_grad():
-            self.ctx.copy_(state["ctx"])
+        super().load_state_dict(state)
         self.centroids = state["centroids"]
         self.refits_done = state["refits_done"]
         self.refits_skipped = state["refits_skipped"]
         self.skip_reasons = dict(state["skip_reasons"])
-        self.nfe = state["nfe"]
 
     def counters(self):
         return {
@@ -223,3 +301,11 @@ class MixtureLearner(MixtureTrajectories, Learner):
             "nfe": self.nfe,
             "n_experts": self.model.n_experts,
         }
+
+
+@register_method("single")
+class SingleLearner(MixtureLearner):
+    """K = 1: the plain meta-learner (one expert of the chosen backbone) trained by the same
+    alternating loop; ``n_experts`` and the gate keys are accepted and have no effect."""
+
+    fixed_n_experts = 1

@@ -131,6 +131,9 @@ class Expert(nn.Module, ABC):
 
     name: str = ""
     discrete_time: bool = False
+    # Keys a method entry may set when it picks this backbone (JSON-schema fragments, read by
+    # the config validator through mixer/methods/catalog.json); none for the ODE backbones.
+    hyperparameters: dict[str, dict] = {}
 
     def __init__(
         self,

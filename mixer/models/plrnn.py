@@ -49,6 +49,41 @@ class PLRNNWeights:
 class PLRNNExpert(Expert):
     name = "plrnn"
     discrete_time = True
+    hyperparameters = {
+        "latent_dim": {
+            "description": (
+                "Latent size M of the PL-RNN, at least the data dimension d (its first d "
+                "components are the observation; the others start at 0). null uses max(d, 16)."
+            ),
+            "type": ["integer", "null"],
+            "minimum": 1,
+            "default": None,
+        },
+        "tf_alpha": {
+            "description": (
+                "Generalised teacher forcing z~_t = alpha z_t + (1 - alpha) x^_t at the first "
+                "outer step: 0 replaces the observed latent components by the data before every "
+                "step (one-step-ahead training), 1 runs free. The output of step t -> t+1 is "
+                "always scored against x_{t+1}. Adaptation, the gate refit's loss matrix and the "
+                "teacher-forced score `loss_tf` use the final alpha; predictions (mse_id, "
+                "mse_ood, `mse_free`) run free."
+            ),
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": 0.5,
+        },
+        "tf_alpha_end": {
+            "description": (
+                "alpha at the last outer step, reached linearly from tf_alpha (annealing, e.g. "
+                "0.2 -> 0.8 to wean the model off the data); null keeps tf_alpha fixed."
+            ),
+            "type": ["number", "null"],
+            "minimum": 0,
+            "maximum": 1,
+            "default": None,
+        },
+    }
 
     def __init__(
         self,

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from mixer.batch import make_batch
-from mixer.config import method_config, validate_config
+from mixer.cells import resolve_cell, resolve_method
+from mixer.config import validate_config
 from mixer.data import load_dataset
 from mixer.errors import ConfigError
-from mixer.methods import method_class
-from mixer.run import cell_config, evaluate_cell, train_cell
+from mixer.evaluate import evaluate_cell
+from mixer.methods import learner_class
+from mixer.train import train_cell
 
 TINY = {
     "training": {"outer_steps": 3, "n_ctx": 3, "n_model": 3, "lr_ctx": 1e-2, "lr_model": 3e-3},
@@ -55,34 +57,12 @@ def _batch(lv, split, trajectories=None):
     return make_batch(lv, split, {}, torch.device("cpu"), trajectories=trajectories)
 
 
-@pytest.mark.parametrize("method", list(TINY["methods"]))
-def test_contract(method, config, lv):
-    cfg = cell_config(config, method, "default")
-    cfg["regime_knobs"] = {}
-    train = _batch(lv, "train", trajectories=2)
-    learner = method_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
-    before = learner.loss(train).item()
-    log = learner.fit(train)
-    after = learner.loss(train).item()
-    assert len(log.rows) == 3 and after < before, (before, after)
-    assert learner.contexts().shape == (9, 3)
-    assert learner.predict(train).shape == train.X.shape
-    support = _batch(lv, "adapt_support")
-    zero = torch.zeros(support.n_envs, 3)
-    loss_zero = (learner.predict(support, zero) - support.X).square().mean()
-    adapted = learner.adapt(support)
-    loss_adapted = (learner.predict(support, adapted) - support.X).square().mean()
-    assert adapted.shape == (4, 3) and loss_adapted < loss_zero
-    routing = learner.routing()
-    assert routing.shape == (9,) and int(routing.max()) < learner.model.n_experts
-
-
 def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
     train = _batch(lv, "train", trajectories=2)
     counts = {}
     for method in ("mixer", "mixer-faithful"):
-        cfg = cell_config(config, method, "default")
-        learner = method_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
+        cfg = resolve_cell(config, "test", "default", method, 0)
+        learner = learner_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
         learner.fit(train)
         counts[method] = learner.counters()
     total = 3 * (3 + 3) // 3  # one refit every gate_every = 3 inner steps
@@ -92,11 +72,11 @@ def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
 
 
 def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config, lotka_volterra):
-    cfg = cell_config(config, "mixer", "default")
+    cfg = resolve_cell(config, "test", "default", "mixer", 0)
     cfg["training"]["checkpoint_every"] = 1
     runs = []
     for name in ("a", "b"):
-        train_cell(cfg, lotka_volterra[0], 0, tmp_path / name)
+        train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path / name)
         runs.append(
             evaluate_cell(
                 tmp_path / name / "model.pt", lotka_volterra[0], tmp_path / name / "m.json"
@@ -120,7 +100,7 @@ def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config
     MixtureLearner.loss = dying_loss
     try:
         with pytest.raises(KeyboardInterrupt):
-            train_cell(cfg, lotka_volterra[0], 0, tmp_path / "c")
+            train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path / "c")
     finally:
         MixtureLearner.loss = original
     assert (tmp_path / "c" / "checkpoint.pt").is_file()
@@ -132,7 +112,7 @@ def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config
 
     MixtureLearner.loss = counting_loss
     try:
-        state = train_cell(cfg, lotka_volterra[0], 0, tmp_path / "c")
+        state = train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path / "c")
     finally:
         MixtureLearner.loss = original
     assert state["outer_steps"] == 3
@@ -145,10 +125,10 @@ def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path, config, lotka_volterra):
-    cfg = cell_config(config, "single", "default")
+    cfg = resolve_cell(config, "test", "default", "single", 0)
     cfg["training"]["lr_model"] = 1e6  # blows the rollout up within a few steps
     cfg["training"]["lr_ctx"] = 1e6
-    state = train_cell(cfg, lotka_volterra[0], 0, tmp_path)
+    state = train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path)
     assert state["status"] == "diverged" and "loss became" in state["reason"]
     metrics = evaluate_cell(tmp_path / "model.pt", lotka_volterra[0], tmp_path / "metrics.json")
     on_disk = json.loads((tmp_path / "metrics.json").read_text())
@@ -161,17 +141,17 @@ def test_bad_method_configs_are_rejected(config, lv):
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["learner"] = "mixr"
     bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
-    with pytest.raises(ConfigError, match=r"unknown method 'mixr'\. Valid methods: .*moe-gd"):
+    with pytest.raises(ConfigError, match=r"unknown learner 'mixr'\. Valid learners: .*moe-gd"):
         validate_config(bad)
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["context_dim"] = 5
     bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
     with pytest.raises(ConfigError, match="context_dim 5 is not divisible by n_experts 3"):
         validate_config(bad)
-    cfg = cell_config(config, "mixer", "default")
+    cfg = resolve_cell(config, "test", "default", "mixer", 0)
     cfg["n_experts"], cfg["context_dim"] = 10, 10
     with pytest.raises(ConfigError, match="K=10 experts but only 9 training environments"):
-        method_class("mixer")(cfg, 2, 9, torch.device("cpu"), seed=0)
+        learner_class("mixer")(cfg, 2, 9, torch.device("cpu"), seed=0)
     with pytest.raises(
         ConfigError, match="unknown backbone 'resnet'; valid names: ncf, coda, geps"
     ):
@@ -185,29 +165,29 @@ def test_context_dim_per_expert_scales_with_the_regimes_k(config):
     cfg["methods"]["mixer"].update(split_context=True, context_dim_per_expert=2)
     cfg["regimes"]["k5"] = {"n_experts": 5}
     assert (
-        method_config(cfg, "mixer", "default")["context_dim"]
+        resolve_method(cfg, "mixer", "default")["context_dim"]
         == 2 * cfg["methods"]["mixer"]["n_experts"]
     )
-    assert method_config(cfg, "mixer", "k5")["context_dim"] == 10
+    assert resolve_method(cfg, "mixer", "k5")["context_dim"] == 10
     cfg["methods"]["mixer"]["split_context"] = False  # without a split it is not used
     assert (
-        method_config(cfg, "mixer", "k5")["context_dim"] == cfg["methods"]["mixer"]["context_dim"]
+        resolve_method(cfg, "mixer", "k5")["context_dim"] == cfg["methods"]["mixer"]["context_dim"]
     )
 
 
 def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterra):
-    cfg = cell_config(config, "moe-gd", "default")
-    train_cell(cfg, lotka_volterra[0], 1, tmp_path)
+    cfg = resolve_cell(config, "test", "default", "moe-gd", 0)
+    train_cell({**cfg, "seed": 1}, lotka_volterra[0], tmp_path)
     trace = np.load(tmp_path / "routing.npz")
     assert trace["routing"].shape == (3, 9)
     np.testing.assert_array_equal(trace["family"], [0, 1, 2] * 3)
 
 
 def test_warmup_clone_routes_to_one_expert_then_copies_it_into_all(config, lv):
-    cfg = cell_config(config, "mixer", "default")
+    cfg = resolve_cell(config, "test", "default", "mixer", 0)
     cfg["gate_warmup"], cfg["gate_warmup_clone"] = 6, True  # first refit at inner step 9
     train = _batch(lv, "train", trajectories=2)
-    learner = method_class("mixer")(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
+    learner = learner_class("mixer")(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
     stacked = list(learner.model.experts.parameters())
     assert not torch.equal(stacked[0][0], stacked[0][1])  # distinct random experts at init
     # Whatever the contexts, the warm-up gate sends every environment to expert 0.

@@ -9,11 +9,13 @@ import pytest
 import torch
 
 from mixer.batch import make_batch
+from mixer.cells import resolve_cell
 from mixer.config import validate_config
 from mixer.data import load_dataset
 from mixer.errors import ConfigError
-from mixer.methods import method_class
-from mixer.run import cell_config, evaluate_cell, train_cell
+from mixer.evaluate import evaluate_cell
+from mixer.methods import learner_class
+from mixer.train import train_cell
 
 PLRNN = {"backbone": "plrnn", "width": 8, "latent_dim": 4, "context_dim": 3, "tf_alpha": 0.3}
 TINY = {
@@ -58,8 +60,8 @@ def charts(control_charts):
 
 
 def _learner(config, method, n_envs):
-    cfg = cell_config(config, method, "default")
-    return method_class(cfg["learner"])(cfg, 1, n_envs, torch.device("cpu"), seed=0)
+    cfg = resolve_cell(config, "test", "default", method, 0)
+    return learner_class(cfg["learner"])(cfg, 1, n_envs, torch.device("cpu"), seed=0)
 
 
 @pytest.mark.parametrize("method", ["mixer", "moe-gd", "single", "coda"])
@@ -108,10 +110,10 @@ def test_teacher_forcing_is_annealed_over_outer_steps(config, charts):
 
 
 def test_ode_learners_log_no_sequence_columns(config, charts):
-    cfg = cell_config(config, "single", "default")
+    cfg = resolve_cell(config, "test", "default", "single", 0)
     cfg["backbone"] = "geps"
     train = make_batch(charts, "train", {}, torch.device("cpu")).subset(torch.arange(6))
-    learner = method_class("single")(cfg, 1, train.n_envs, torch.device("cpu"), seed=0)
+    learner = learner_class("single")(cfg, 1, train.n_envs, torch.device("cpu"), seed=0)
     cfg["training"]["outer_steps"] = 1
     log = learner.fit(train)
     assert "loss_tf" not in log.rows[0] and learner.sequence_losses(train) == {}
@@ -121,8 +123,8 @@ def test_ode_learners_log_no_sequence_columns(config, charts):
 def test_plrnn_cell_writes_sequence_and_classification_metrics(
     method, tmp_path, config, control_charts
 ):
-    cfg = cell_config(config, method, "default")
-    train_cell(cfg, control_charts[0], 0, tmp_path)
+    cfg = resolve_cell(config, "test", "default", method, 0)
+    train_cell({**cfg, "seed": 0}, control_charts[0], tmp_path)
     with open(tmp_path / "train_log.csv") as handle:
         columns = next(csv.reader(handle))
     assert {"loss", "loss_tf", "mse_free", "tf_alpha"} <= set(columns)
@@ -152,8 +154,8 @@ def test_fixed_architecture_baselines_reject_plrnn(learner):
     bad = json.loads(json.dumps(TINY))
     bad["methods"] = {"x": {"learner": learner, "backbone": "plrnn"}}
     bad["experiments"] = [{"datasets": [], "methods": ["x"]}]
-    with pytest.raises(ConfigError, match=f"learner '{learner}' has a fixed architecture"):
+    with pytest.raises(ConfigError, match=f"learner '{learner}' does not run backbone 'plrnn'"):
         validate_config(bad)
-    bad["methods"]["x"]["backbone"] = "lstm"
-    with pytest.raises(ConfigError, match=r"methods.x.backbone: 'lstm' is not one of .*plrnn"):
+    bad["methods"]["x"] = {"learner": "mixer", "backbone": "lstm"}
+    with pytest.raises(ConfigError, match=r"methods\.x\.backbone: .*'lstm' \(it runs: .*plrnn"):
         validate_config(bad)

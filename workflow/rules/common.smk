@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mixer.data import SPLITS
 from mixer.provenance import source_hash
-from mixer.run import cell_config
+from mixer.cells import resolve_cell
 
 
 def dataset_files(dataset):
@@ -37,12 +37,14 @@ def dataset_inputs(wildcards):
 
 
 def cell_spec(wildcards):
-    """The cell's resolved method config, shell-quoted JSON for `mixer train --spec`.
+    """The cell's resolved settings, shell-quoted JSON for `mixer train --spec`.
 
     As a param it re-runs the cell whenever its method, regime, training or solver changes.
     """
-    cfg = cell_config(config, wildcards.method, wildcards.regime)
-    return shlex.quote(json.dumps(cfg, sort_keys=True))
+    cell = resolve_cell(
+        config, wildcards.dataset, wildcards.regime, wildcards.method, int(wildcards.seed)
+    )
+    return shlex.quote(json.dumps(cell, sort_keys=True))
 
 
 def metrics_targets():

@@ -31,4 +31,4 @@ rule train:
         " [gpu={resources.gpu}, mem_mb={resources.mem_mb}, runtime={resources.runtime} min]"
     shell:
         "mixer train --spec {params.spec} --dataset-dir $(dirname {input.meta})"
-        " --seed {wildcards.seed} --out $(dirname {output.model}) > {log} 2>&1"
+        " --out $(dirname {output.model}) > {log} 2>&1"

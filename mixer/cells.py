@@ -1,0 +1,96 @@
+"""A benchmark cell's settings: the one place that turns a config into what a cell runs.
+
+A cell is (dataset, regime, method, seed). :func:`resolve_cell` merges the method's entry with
+the global training, adaptation and solver blocks, applies the regime's knobs and derives the
+sizes that depend on them; the workflow passes its result to ``mixer train --spec`` and the
+CLI checks whatever it receives with :func:`validate_cell`. Nothing here imports torch, so
+planning a run (``snakemake -n``) stays fast.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from mixer.config import DefaultFillingValidator, _describe, schema, validate_config
+from mixer.errors import ConfigError
+from mixer.methods.registry import learner_spec
+
+BLOCKS = ("training", "adaptation", "solver")
+# Keys of a resolved cell besides the method's own settings.
+CELL_KEYS = ("method", "regime", "dataset", "seed", "device", "regime_knobs")
+
+
+def resolve_method(config: dict, method: str, regime: str = "default") -> dict:
+    """A validated config's method entry in one regime: blocks merged, knobs applied."""
+    entry = copy.deepcopy(config["methods"][method])
+    for block in BLOCKS:
+        merged = {**config[block], **entry[block]}
+        errors = list(DefaultFillingValidator(schema()["$defs"][block]).iter_errors(merged))
+        if errors:
+            lines = "\n".join(f"  - methods.{method}.{block}.{_describe(e)}" for e in errors)
+            raise ConfigError(f"invalid overrides of method '{method}':\n{lines}")
+        entry[block] = merged
+    spec = learner_spec(entry["learner"])
+    declared = spec.keys(entry.get("backbone"))
+    knobs = config["regimes"][regime]
+    if knobs.get("n_experts") is not None and "n_experts" in declared:
+        entry["n_experts"] = knobs["n_experts"]
+    # A mixture with split contexts: expert k reads chunk k of the context, so K divides d_ξ.
+    if "split_context" in declared and spec.fixed_n_experts is None and entry["split_context"]:
+        if entry.get("context_dim_per_expert") is not None:
+            entry["context_dim"] = entry["n_experts"] * entry["context_dim_per_expert"]
+        if entry["context_dim"] % entry["n_experts"]:
+            raise ConfigError(
+                f"methods.{method} (regime '{regime}'): context_dim {entry['context_dim']} is "
+                f"not divisible by n_experts {entry['n_experts']} with split_context. Fix: "
+                "set context_dim_per_expert, or split_context: false."
+            )
+    return entry
+
+
+def resolve_cell(config: dict, dataset: str, regime: str, method: str, seed: int) -> dict:
+    """Everything one cell's training needs, resolved from a validated config."""
+    return {
+        **resolve_method(config, method, regime),
+        "method": method,
+        "regime": regime,
+        "dataset": dataset,
+        "seed": seed,
+        "device": config["device"],
+        "regime_knobs": config["regimes"][regime],
+    }
+
+
+def validate_cell(cell) -> dict:
+    """Check a resolved cell handed over by hand or by the workflow (``mixer train --spec``).
+
+    The cell is rebuilt from its own parts through the same validation and resolution as a
+    config, and must come out unchanged: a missing, unknown or inconsistent key is an error.
+    """
+    fix = "Fix: pass what the workflow's train rule passes, or use --config."
+    if not isinstance(cell, dict):
+        raise ConfigError(f"the cell spec must be a JSON object, got {type(cell).__name__}. {fix}")
+    missing = [k for k in (*CELL_KEYS, "learner", *BLOCKS) if k not in cell]
+    if missing:
+        raise ConfigError(f"the cell spec lacks {', '.join(missing)}. {fix}")
+    method, regime = cell["method"], cell["regime"]
+    for key in ("method", "regime", "dataset"):
+        if not isinstance(cell[key], str):
+            raise ConfigError(f"the cell spec's {key} must be a name, got {cell[key]!r}. {fix}")
+    entry = {k: v for k, v in cell.items() if k not in CELL_KEYS}
+    config = validate_config(
+        {
+            "methods": {method: copy.deepcopy(entry)},
+            "regimes": {regime: copy.deepcopy(cell["regime_knobs"])},
+            "device": cell["device"],
+            "seeds": [cell["seed"]],
+        }
+    )
+    rebuilt = resolve_cell(config, cell["dataset"], regime, method, config["seeds"][0])
+    differ = sorted(k for k in rebuilt.keys() | cell.keys() if rebuilt.get(k) != cell.get(k))
+    if differ:
+        raise ConfigError(
+            f"the cell spec of method '{method}' is inconsistent in {', '.join(differ)} "
+            f"(e.g. a size that its regime or learner derives differently). {fix}"
+        )
+    return rebuilt

@@ -1,0 +1,139 @@
+"""CAVIA (Zintgraf et al., ICML 2019) adapted to ODEs (METHOD.md §4)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from mixer.adaptation import per_env_mse
+from mixer.batch import EnvBatch
+from mixer.methods.keys import CONTEXT_DIM
+from mixer.methods.mlp_field import MLPFieldLearner
+from mixer.methods.registry import register_method
+from mixer.models import VectorField, rollout
+from mixer.models.base import apply_layers
+from mixer.training import train_joint
+
+
+@register_method("cavia")
+class CAVIALearner(MLPFieldLearner):
+    """f(x, φ) = MLP([x, φ]); φ fitted by an inner gradient loop per environment.
+
+    Training support/query are the first/second half of each environment's trajectories (the
+    same trajectories for both when an environment has only one).
+    """
+
+    architecture = "mlp-context-input"
+    hyperparameters = {
+        **CONTEXT_DIM,
+        "cavia_inner_steps": {
+            "description": "Inner gradient steps on the context during meta-training (paper 1).",
+            "type": "integer",
+            "minimum": 1,
+            "default": 1,
+        },
+        "cavia_inner_lr": {
+            "description": "Step size of the inner (context) gradient steps (paper 1.0).",
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "default": 1.0,
+        },
+        "cavia_inner_steps_test": {
+            "description": "Inner gradient steps on the context at test-time adaptation.",
+            "type": "integer",
+            "minimum": 0,
+            "default": 10,
+        },
+        "cavia_first_order": {
+            "description": (
+                "Detach the inner gradients (first-order meta-gradient); false is second order."
+            ),
+            "type": "boolean",
+            "default": False,
+        },
+    }
+
+    def __init__(self, cfg, state_dim, n_envs, device, seed):
+        self.ctx_dim = cfg["context_dim"]
+        super().__init__(cfg, state_dim, n_envs, device, seed, in_dim=state_dim + self.ctx_dim)
+        self.ctx = torch.zeros(n_envs, self.ctx_dim, device=device)
+
+    def field(self, phi: Tensor) -> VectorField:
+        """f([x, φ_e]) for φ [E, d_φ]; φ's part of the first layer is folded into its bias."""
+        (w1, b1), *rest = self.shared_layers(phi.shape[0])
+        w_state, w_phi = w1[:, :, : self.state_dim], w1[:, :, self.state_dim :]
+        bias = b1 + torch.bmm(w_phi, phi.unsqueeze(2)).squeeze(2)
+        return VectorField(lambda t, x: apply_layers([(w_state, bias), *rest], x, self.act))
+
+    def inner_loop(
+        self, support: EnvBatch, steps: int, create_graph: bool, first_order: bool = False
+    ) -> Tensor:
+        """φ ← 0, then ``steps`` gradient steps of size ``cavia_inner_lr`` on the support loss.
+
+        The loss is the SUM over environments of their MSE, so each φ_e gets its own gradient.
+        With ``create_graph`` the result stays differentiable in θ (second order); with
+        ``first_order`` each inner gradient is detached.
+        """
+        phi = support.X.new_zeros(support.n_envs, self.ctx_dim).requires_grad_(True)
+        with torch.enable_grad():
+            for _ in range(steps):
+                loss = per_env_mse(self.roll(self.field(phi), support), support.X).sum()
+                keep = create_graph and not first_order
+                (grad,) = torch.autograd.grad(loss, phi, create_graph=keep)
+                if first_order:
+                    grad = grad.detach()
+                phi = phi - self.cfg["cavia_inner_lr"] * grad
+                if not create_graph:
+                    phi = phi.detach().requires_grad_(True)
+        return phi
+
+    @staticmethod
+    def split(batch: EnvBatch) -> tuple[EnvBatch, EnvBatch]:
+        n = batch.X.shape[1]
+        if n < 2:
+            return batch, batch
+        half = n // 2
+        support = EnvBatch(batch.X[:, :half], batch.t, batch.env_id, batch.family)
+        query = EnvBatch(batch.X[:, half:], batch.t, batch.env_id, batch.family)
+        return support, query
+
+    def meta_loss(self, support: EnvBatch, query: EnvBatch, first_order: bool) -> Tensor:
+        """Query MSE (mean over environments) after the inner loop on the support."""
+        phi = self.inner_loop(
+            support, self.cfg["cavia_inner_steps"], create_graph=True, first_order=first_order
+        )
+        return per_env_mse(self.roll(self.field(phi), query), query.X).mean()
+
+    def context_parameters(self):
+        return []
+
+    def loss(self, batch, envs=None):
+        support, query = self.split(batch.subset(envs))
+        return self.meta_loss(support, query, self.cfg["cavia_first_order"])
+
+    def fit(self, train, checkpoint=None):
+        log = train_joint(self, train, self.cfg["training"], checkpoint)
+        self.ctx = self.inner_loop(train, self.cfg["cavia_inner_steps"], False).detach()
+        return log
+
+    def predict(self, batch, contexts=None):
+        contexts = self.ctx if contexts is None else contexts
+        with torch.no_grad():
+            return rollout(self.field(contexts), batch.x0, batch.t, **self.solver)
+
+    def adapt(self, support):
+        return self.inner_loop(support, self.cfg["cavia_inner_steps_test"], False).detach()
+
+    def contexts(self):
+        return self.ctx
+
+    def state_dict(self):
+        return {"model": self.model.state_dict(), "ctx": self.ctx.clone(), "nfe": self.nfe}
+
+    def load_state_dict(self, state):
+        self.model.load_state_dict(state["model"])
+        self.ctx = state["ctx"].to(self.device)
+        self.nfe = state["nfe"]
+
+    def counters(self):
+        return {**super().counters(), "adaptation": "inner-loop"}

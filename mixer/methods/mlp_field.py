@@ -1,0 +1,46 @@
+"""The base of the baselines whose model is one plain MLP vector field (one-for-all, CAVIA)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from mixer.batch import EnvBatch
+from mixer.methods.base import Learner
+from mixer.methods.keys import MLP
+from mixer.models import VectorField, rollout
+from mixer.models.base import StackedLayers, activation_fn, mlp_sizes
+
+
+class MLPFieldLearner(Learner):
+    """``self.model``: one MLP (a one-expert :class:`StackedLayers`) from ``in_dim`` inputs to
+    the state; ``nfe`` counts the field evaluations of training rollouts."""
+
+    hyperparameters = MLP
+    ctx_dim = 0
+
+    def __init__(self, cfg, state_dim, n_envs, device, seed, in_dim: int):
+        super().__init__(cfg, state_dim, n_envs, device, seed)
+        self.solver = dict(cfg["solver"])
+        self.nfe = 0
+        sizes = mlp_sizes(in_dim, cfg["width"], cfg["depth"], state_dim)
+        self.model = StackedLayers(sizes, 1, self.generator).to(device)
+        self.act = activation_fn(cfg["activation"])
+
+    def shared_layers(self, n_envs: int) -> list[tuple[Tensor, Tensor]]:
+        """The one MLP's layers broadcast (as views) to ``n_envs`` environments."""
+        return [
+            (w.expand(n_envs, *w.shape[1:]), b.expand(n_envs, *b.shape[1:]))
+            for w, b in zip(self.model.weights, self.model.biases, strict=True)
+        ]
+
+    def roll(self, field: VectorField, batch: EnvBatch) -> Tensor:
+        """A training rollout, counted in ``nfe``."""
+        pred = rollout(field, batch.x0, batch.t, **self.solver)
+        self.nfe += field.nfe
+        return pred
+
+    def model_parameters(self):
+        return list(self.model.parameters())
+
+    def counters(self):
+        return {"nfe": self.nfe, "context_dim": self.ctx_dim}

@@ -1,0 +1,108 @@
+"""NCF (Nzoyem et al., ICLR 2025; METHOD.md §4): contextual self-modulation, trained by the
+proximal alternating loop."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import torch
+from torch import Tensor
+from torch.func import jvp
+
+from mixer.methods.context_model import ContextMixtureLearner
+from mixer.methods.registry import register_method
+from mixer.models import VectorField, rollout
+from mixer.training import train_alternating
+
+
+@register_method("ncf")
+class NCFLearner(ContextMixtureLearner):
+    """Each environment is also rolled out from its pool's contexts with a first-order Taylor
+    correction f(x; ξ_j) + J_ξ f(x; ξ_j)(ξ_e − ξ_j); order 0 at test."""
+
+    architecture = "ncf"
+    hyperparameters = {
+        "ncf_pool_size": {
+            "description": "Pool size P of contexts each environment is modulated from.",
+            "type": "integer",
+            "minimum": 1,
+            "default": 2,
+        },
+        "ncf_pool": {
+            "description": (
+                "How a pool is filled: 'random' (P environments drawn uniformly) or 'nearest' "
+                "(the P nearest contexts, the environment itself first, ties broken at random)."
+            ),
+            "enum": ["random", "nearest"],
+            "default": "nearest",
+        },
+    }
+
+    def __init__(self, cfg, state_dim, n_envs, device, seed):
+        super().__init__(cfg, state_dim, n_envs, device, seed, backbone="ncf", n_experts=1)
+
+    def pool(self, envs: Tensor) -> Tensor:
+        """Pool members [len(envs), P] of each environment among all training environments.
+
+        ``random``: P distinct environments drawn uniformly (the environment itself may be one).
+        ``nearest``: the P nearest contexts in Euclidean distance (the environment itself first),
+        ties broken at random. Both draw from the learner's generator.
+        """
+        n_pool = min(self.cfg["ncf_pool_size"], self.n_envs)
+        keys = torch.rand(len(envs), self.n_envs, generator=self.generator)
+        order = keys.argsort(dim=1).to(self.device)  # a random permutation per row
+        if self.cfg["ncf_pool"] == "nearest":
+            ctx = self.ctx.detach()
+            dist = torch.cdist(ctx[envs], ctx).gather(1, order)
+            order = order.gather(1, dist.argsort(dim=1, stable=True))
+        return order[:, :n_pool]
+
+    def taylor_field(self, pool_ctx: Tensor, delta: Tensor) -> VectorField:
+        """f(x; ξ_j) + J_ξ f(x; ξ_j) (ξ_e − ξ_j) for rows (ξ_j, ξ_e − ξ_j), by forward-mode JVP.
+
+        Only the first main layer's bias depends on the context, so its JVP is taken once per
+        rollout and pushed through the state part of the field at every evaluation.
+        """
+        experts = self.model.experts
+        route = torch.zeros(len(pool_ctx), dtype=torch.long, device=pool_ctx.device)
+        weights, tangent = jvp(
+            lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,)
+        )
+        base = replace(experts.env_weights(route, pool_ctx), first_bias=weights)
+
+        def corrected(t, x):
+            value, slope = jvp(
+                lambda bias: experts.field(replace(base, first_bias=bias), x),
+                (base.first_bias,),
+                (tangent,),
+            )
+            return value + slope
+
+        return VectorField(corrected)
+
+    def loss(self, batch, envs=None):
+        sub = batch.subset(envs)
+        if envs is None:
+            envs = torch.arange(self.n_envs, device=self.device)
+        members = self.pool(envs)  # [E, P]
+        n_pool = members.shape[1]
+        own = self.ctx[envs].repeat_interleave(n_pool, dim=0)  # row e·P + j: environment e
+        pool_ctx = self.ctx[members.reshape(-1)]
+        field = self.taylor_field(pool_ctx, own - pool_ctx)
+        pred = rollout(
+            field,
+            sub.x0.repeat_interleave(n_pool, dim=0),
+            sub.t.repeat_interleave(n_pool, dim=0),
+            **self.solver,
+        )
+        self.nfe += field.nfe
+        return (pred - sub.X.repeat_interleave(n_pool, dim=0)).square().mean()
+
+    def fit(self, train, checkpoint=None):
+        return train_alternating(self, train, self.cfg["training"], checkpoint)
+
+    def adapt(self, support):
+        return self.adapt_from_zeros(support)
+
+    def counters(self):
+        return {"nfe": self.nfe, "context_dim": self.cfg["context_dim"], "adaptation": "contexts"}

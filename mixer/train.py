@@ -1,0 +1,105 @@
+"""Stage 2: train one benchmark cell (a method on a dataset in a regime with a seed).
+
+Writes ``model.pt`` (learner state, status, config, provenance), ``train_log.csv`` and
+``routing.npz`` (routing after every outer step). A loss that becomes NaN/inf ends the run
+with status ``diverged``: files are still written and no exception reaches Snakemake.
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mixer.batch import make_batch
+from mixer.data import load_dataset
+from mixer.methods import learner_class
+from mixer.training import Diverged, TrainLog
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        from mixer.errors import ConfigError
+
+        raise ConfigError("device 'cuda' asked for but CUDA is not available. Fix: device: auto")
+    return torch.device(name)
+
+
+def _atomic_save(obj, path: Path, save) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder not made yet
+    tmp = path.with_name(f".{path.name}.tmp")
+    save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def build_learner(cfg, dataset, device, seed):
+    regime = cfg["regime_knobs"]
+    train = make_batch(dataset, "train", regime, device, trajectories=regime.get("trajectories"))
+    learner = learner_class(cfg["learner"])(cfg, train.X.shape[-1], train.n_envs, device, seed)
+    return learner, train
+
+
+def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
+    """Train the resolved cell ``cfg`` (:func:`mixer.cells.resolve_cell`) on a dataset."""
+    seed = cfg["seed"]
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
+    device = pick_device(cfg["device"])
+    dataset = load_dataset(dataset_dir)
+    learner, train = build_learner(cfg, dataset, device, seed)
+    checkpoint = out_dir / "checkpoint.pt"
+    status, reason, log = "ok", "", TrainLog()
+    began = time.perf_counter()
+    try:
+        log = learner.fit(train, checkpoint)
+    except Diverged as err:
+        status, reason = "diverged", str(err)
+    wall = time.perf_counter() - began
+    state = {
+        "status": status,
+        "reason": reason,
+        "config": cfg,
+        "seed": seed,
+        "dataset": str(dataset_dir),
+        "dataset_hash": dataset.meta["content_hash"],
+        "learner": learner.state_dict() if status == "ok" else None,
+        "train_seconds": log.seconds,
+        "train_wall_seconds": wall,
+        "inner_steps": log.inner_steps,
+        "outer_steps": len(log.rows),
+        "counters": learner.counters(),
+        "device": str(device),
+        "peak_memory_mb": peak_memory_mb(device),
+        "routing_trace": np.array(log.routing) if log.routing and log.routing[0] else None,
+    }
+    log.write_csv(out_dir / "train_log.csv")
+    if not log.rows:
+        (out_dir / "train_log.csv").write_text("outer_step,loss\n")
+    routing = np.array(log.routing if log.routing and log.routing[0] else [], dtype=np.int64)
+    _atomic_save(
+        {"routing": routing, "family": train.family, "env_id": train.env_id},
+        out_dir / "routing.npz",
+        _save_npz,
+    )
+    _atomic_save(state, out_dir / "model.pt", torch.save)
+    checkpoint.unlink(missing_ok=True)
+    return state
+
+
+def _save_npz(arrays: dict, path: Path) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
+
+
+def peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux

@@ -1,0 +1,136 @@
+"""Learners declare their keys; the validator builds each method's schema from them; one
+torch-free resolver turns a config into a cell, and the CLI re-checks what it receives."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from mixer.cells import resolve_cell, validate_cell
+from mixer.config import validate_config
+from mixer.errors import ConfigError
+from mixer.methods.registry import build_catalog, learner_spec, load_catalog
+
+BASE = {
+    "methods": {
+        "coda": {"learner": "coda", "context_dim": 2},
+        "mix": {"learner": "mixer", "backbone": "geps", "context_dim_per_expert": 2},
+    },
+    "regimes": {"default": {}, "k5": {"n_experts": 5}},
+}
+
+
+def config(**methods) -> dict:
+    cfg = copy.deepcopy(BASE)
+    cfg["methods"].update(methods)
+    return validate_config(cfg)
+
+
+def test_catalog_is_what_the_classes_declare():
+    # Fails when a built-in learner changed without `mixer learners --write-catalog`.
+    assert load_catalog() == json.loads(json.dumps(build_catalog()))
+
+
+def test_backbone_enum_comes_from_the_backbone_registry():
+    from mixer.models import BACKBONES
+
+    assert learner_spec("mixer").keys()["backbone"]["enum"] == list(BACKBONES)
+    assert learner_spec("coda").keys()["backbone"]["enum"] == ["coda", "plrnn"]
+    assert "backbone" not in learner_spec("ncf").keys()
+
+
+def test_undeclared_key_is_rejected_with_the_learners_keys():
+    with pytest.raises(ConfigError) as err:
+        config(coda={"learner": "coda", "gate_every": 3})
+    text = str(err.value)
+    assert "'methods.coda.gate_every'" in text and "learner 'coda'" in text
+    assert "coda_lambda_ctx" in text and "context_dim" in text  # what coda does declare
+    with pytest.raises(ConfigError, match="learner 'ncf' does not run backbone 'geps'"):
+        config(n={"learner": "ncf", "backbone": "geps"})
+    # A backbone's own keys come with that backbone only.
+    with pytest.raises(ConfigError, match=r"'methods\.m\.latent_dim'.*with backbone 'geps'"):
+        config(m={"learner": "mixer", "latent_dim": 8})
+    assert config(m={"learner": "mixer", "backbone": "plrnn", "latent_dim": 8})["methods"]["m"][
+        "tf_alpha"
+    ] == pytest.approx(0.5)
+
+
+def test_defaults_are_filled_per_learner():
+    cfg = config()
+    assert cfg["methods"]["coda"]["coda_lambda_ctx"] == 1e-4
+    assert "gate_every" not in cfg["methods"]["coda"]
+    assert cfg["methods"]["mix"]["gate_every"] == 12
+
+
+def test_resolve_cell_applies_regime_and_derived_sizes():
+    cfg = config()
+    cell = resolve_cell(cfg, "lv", "k5", "mix", 3)
+    assert (cell["n_experts"], cell["context_dim"], cell["seed"]) == (5, 10, 3)
+    assert cell["training"] == cfg["training"] and cell["regime_knobs"]["n_experts"] == 5
+    assert "n_experts" not in resolve_cell(cfg, "lv", "k5", "coda", 0)  # coda has no K
+
+
+def test_validate_cell_accepts_a_resolved_cell_and_rejects_a_tampered_one():
+    cell = resolve_cell(config(), "lv", "k5", "mix", 0)
+    assert validate_cell(copy.deepcopy(cell)) == cell
+    with pytest.raises(ConfigError, match="inconsistent in context_dim"):
+        validate_cell({**cell, "context_dim": 4})
+    broken = {k: v for k, v in cell.items() if k != "device"}
+    with pytest.raises(ConfigError, match="lacks device"):
+        validate_cell(broken)
+    with pytest.raises(ConfigError, match="seeds"):
+        validate_cell({**cell, "seed": -5})
+    with pytest.raises(ConfigError, match=r"'methods\.mix\.nope'"):
+        validate_cell({**cell, "nope": 1})
+
+
+def test_user_learner_by_module_path(tmp_path, monkeypatch):
+    (tmp_path / "mylearner.py").write_text(
+        textwrap.dedent(
+            """
+            from mixer.methods import Learner
+
+            class Mine(Learner):
+                hyperparameters = {"alpha": {"type": "number", "default": 0.5}}
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    cfg = config(u={"learner": "mylearner:Mine"})
+    assert cfg["methods"]["u"]["alpha"] == 0.5
+    with pytest.raises(ConfigError, match=r"'methods\.u\.beta'.*declares.*alpha"):
+        config(u={"learner": "mylearner:Mine", "beta": 1})
+    with pytest.raises(ConfigError, match="not a Learner subclass"):
+        config(u={"learner": "mylearner:Learner2"})
+    with pytest.raises(ConfigError, match="cannot import module 'nomodule'"):
+        config(u={"learner": "nomodule:X"})
+
+
+def test_resolving_every_cell_of_the_default_config_imports_no_torch():
+    code = textwrap.dedent(
+        """
+        import sys
+        sys.modules["torch"] = None  # any `import torch` now raises ImportError
+        from mixer.cells import resolve_cell
+        from mixer.config import load_config
+        cfg = load_config("config/config.yaml")
+        n = 0
+        for exp in cfg["experiments"]:
+            for d in exp["datasets"]:
+                for r in exp["regimes"]:
+                    for m in exp["methods"]:
+                        resolve_cell(cfg, d, r, m, 0)
+                        n += 1
+        print(n)
+        """
+    )
+    from tests.workflow.test_workflow import REPO
+
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert int(run.stdout) > 10
