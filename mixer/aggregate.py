@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mixer.fileio import atomic_write_text
 
 CELL_PATH = re.compile(
     r"(?P<dataset>[^/]+)/(?P<regime>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/metrics\.json$"
@@ -292,13 +293,6 @@ def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(metrics_paths, out_dir, logs_dir="logs") -> dict[str, Path]:
     """Read the expected cells and write the four tables into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -306,8 +300,8 @@ def write_tables(metrics_paths, out_dir, logs_dir="logs") -> dict[str, Path]:
     summary = summarize(runs)
     shown = key_metrics(runs)
     paths = {name: out_dir / file for name, file in TABLES.items()}
-    write_atomic(paths["runs"], runs.to_csv(index=False))
-    write_atomic(paths["summary"], summary.to_csv(index=False))
-    write_atomic(paths["markdown"], to_markdown(summary, shown))
-    write_atomic(paths["latex"], to_latex(summary, shown))
+    atomic_write_text(paths["runs"], runs.to_csv(index=False))
+    atomic_write_text(paths["summary"], summary.to_csv(index=False))
+    atomic_write_text(paths["markdown"], to_markdown(summary, shown))
+    atomic_write_text(paths["latex"], to_latex(summary, shown))
     return paths
