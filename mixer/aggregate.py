@@ -53,6 +53,9 @@ EXTRA_KEY = re.compile(r"accuracy|^routing_ari_")
 HIGHER_IS_BETTER = {"purity", "ari", "nmi", "accuracy"}
 # Columns of runs.csv that describe the cell rather than measure it (never averaged).
 NOT_METRICS = {"seed", "status", "reason", "run_dir"}
+# Per-environment arrays of metrics.json (read by the figures), left out of runs.csv even when
+# null: a learner without a gate writes ``gate_probs: null``, which is not a measurement.
+CELL_ARRAYS = ("per_env", "contexts", "gate_probs", "routing_trace", "routing_ood")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -107,8 +110,8 @@ def read_cell(path, logs_dir="logs") -> dict:
     row = {**cell, "status": "missing", "reason": "", "run_dir": path.parent.as_posix()}
     if path.is_file():
         data = json.loads(path.read_text())
-        per_env = data.pop("per_env", None) or {}
-        flat = _flatten(data)
+        per_env = data.get("per_env") or {}
+        flat = _flatten({k: v for k, v in data.items() if k not in CELL_ARRAYS})
         for name in IDENTITY:  # the path is the identity; the file's copy must agree
             flat.pop(name, None)
         row.update(flat)
