@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from mixer.fileio import atomic_write
-from mixer.plots.cells import ok_rows
+from mixer.plots.cells import in_order, ok_rows
 
 DPI = 110
 
@@ -53,6 +53,26 @@ def metric_values(here: pd.DataFrame, metric: str) -> pd.DataFrame | None:
     data = data.assign(value=pd.to_numeric(data[metric], errors="coerce"))
     data = data[np.isfinite(data["value"])]
     return None if data.empty else data
+
+
+def metric_grid(runs: pd.DataFrame, metrics, draw):
+    """A figure with a panel per metric (rows) and dataset (columns).
+
+    ``draw(ax, data, here, dataset, metric)`` fills a panel from ``data``, the ok rows of the
+    dataset's rows ``here`` with a finite ``metric`` (column ``value``); a panel without such
+    rows says so.
+    """
+    datasets = in_order(runs["dataset"])
+    fig, axes = grid(len(metrics), len(datasets))
+    for j, dataset in enumerate(datasets or [None]):
+        here = runs[runs["dataset"] == dataset]
+        for i, metric in enumerate(metrics):
+            data = metric_values(here, metric)
+            if data is None:
+                no_data(axes[i, j], f"{dataset or ''}\n{metric}: no data")
+            else:
+                draw(axes[i, j], data, here, dataset, metric)
+    return fig
 
 
 def save(fig, path: Path) -> Path:

@@ -6,68 +6,52 @@ import pandas as pd
 import seaborn as sns
 
 from mixer.plots.cells import in_order, main_regime, ok_rows, per_env_frame
-from mixer.plots.panels import grid, metric_values, no_data
+from mixer.plots.panels import grid, metric_grid, no_data
 
 ERRORS = ("rel_mse_id", "rel_mse_ood")
 
 
 def method_comparison(runs: pd.DataFrame):
     """Error per method (bars: mean ± sd over seeds, dots: seeds), one column per dataset."""
-    datasets = in_order(runs["dataset"])
     metrics = [m for m in (*ERRORS, "routing_purity") if m in runs.columns]
-    metrics = metrics or list(ERRORS)
-    fig, axes = grid(len(metrics), len(datasets))
-    for j, dataset in enumerate(datasets or [None]):
-        here = runs[runs["dataset"] == dataset]
+
+    def draw(ax, data, here, dataset, metric):
         methods = in_order(here["method"])
-        labels = {
-            m: f"{m}\n{(here[here['method'] == m]['status'] == 'ok').sum()}"
+        labels = [
+            f"{m}\n{(here[here['method'] == m]['status'] == 'ok').sum()}"
             f"/{(here['method'] == m).sum()} ok"
             for m in methods
-        }
-        for i, metric in enumerate(metrics):
-            ax = axes[i, j]
-            data = metric_values(here, metric)
-            if data is None:
-                no_data(ax, f"{dataset or ''}\n{metric}: no data")
-                continue
-            kwargs = dict(data=data, x="method", y="value", hue="regime", order=methods)
-            sns.barplot(**kwargs, errorbar="sd", ax=ax, alpha=0.7)
-            sns.stripplot(**kwargs, dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
-            ax.set_xticks(range(len(methods)), [labels[m] for m in methods], fontsize=7)
-            if metric.startswith(("rel_mse", "mse")) and (data["value"] > 0).all():
-                ax.set_yscale("log")
-            ax.set(title=f"{dataset}", xlabel="", ylabel=metric)
-    return fig
+        ]
+        kwargs = dict(data=data, x="method", y="value", hue="regime", order=methods)
+        sns.barplot(**kwargs, errorbar="sd", ax=ax, alpha=0.7)
+        sns.stripplot(**kwargs, dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
+        ax.set_xticks(range(len(methods)), labels, fontsize=7)
+        if metric.startswith(("rel_mse", "mse")) and (data["value"] > 0).all():
+            ax.set_yscale("log")
+        ax.set(title=f"{dataset}", xlabel="", ylabel=metric)
+
+    return metric_grid(runs, metrics or list(ERRORS), draw)
 
 
 def error_vs_regime(runs: pd.DataFrame):
     """Relative errors per data regime and method (mean ± sd over seeds)."""
-    datasets = in_order(runs["dataset"])
-    fig, axes = grid(len(ERRORS), len(datasets))
-    for j, dataset in enumerate(datasets or [None]):
-        here = runs[runs["dataset"] == dataset]
-        regimes = in_order(here["regime"])
-        for i, metric in enumerate(ERRORS):
-            ax = axes[i, j]
-            data = metric_values(here, metric)
-            if data is None:
-                no_data(ax, f"{dataset or ''}\n{metric}: no data")
-                continue
-            sns.pointplot(
-                data=data,
-                x="regime",
-                y="value",
-                hue="method",
-                order=regimes,
-                errorbar="sd",
-                dodge=0.3 if data["method"].nunique() > 1 else False,
-                ax=ax,
-            )
-            if (data["value"] > 0).all():
-                ax.set_yscale("log")
-            ax.set(title=dataset, ylabel=metric)
-    return fig
+
+    def draw(ax, data, here, dataset, metric):
+        sns.pointplot(
+            data=data,
+            x="regime",
+            y="value",
+            hue="method",
+            order=in_order(here["regime"]),
+            errorbar="sd",
+            dodge=0.3 if data["method"].nunique() > 1 else False,
+            ax=ax,
+        )
+        if (data["value"] > 0).all():
+            ax.set_yscale("log")
+        ax.set(title=dataset, ylabel=metric)
+
+    return metric_grid(runs, ERRORS, draw)
 
 
 def cost_scaling(runs: pd.DataFrame):
