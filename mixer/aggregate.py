@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+from mixer.fileio import atomic_write_text
 
 CELL_PATH = re.compile(
     r"(?P<dataset>[^/]+)/(?P<regime>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/metrics\.json$"
@@ -52,6 +53,9 @@ EXTRA_KEY = re.compile(r"accuracy|^routing_ari_")
 HIGHER_IS_BETTER = {"purity", "ari", "nmi", "accuracy"}
 # Columns of runs.csv that describe the cell rather than measure it (never averaged).
 NOT_METRICS = {"seed", "status", "reason", "run_dir"}
+# Per-environment arrays of metrics.json (read by the figures), left out of runs.csv even when
+# null: a learner without a gate writes ``gate_probs: null``, which is not a measurement.
+CELL_ARRAYS = ("per_env", "contexts", "gate_probs", "routing_trace", "routing_ood")
 
 
 def higher_is_better(metric: str) -> bool:
@@ -106,8 +110,8 @@ def read_cell(path, logs_dir="logs") -> dict:
     row = {**cell, "status": "missing", "reason": "", "run_dir": path.parent.as_posix()}
     if path.is_file():
         data = json.loads(path.read_text())
-        per_env = data.pop("per_env", None) or {}
-        flat = _flatten(data)
+        per_env = data.get("per_env") or {}
+        flat = _flatten({k: v for k, v in data.items() if k not in CELL_ARRAYS})
         for name in IDENTITY:  # the path is the identity; the file's copy must agree
             flat.pop(name, None)
         row.update(flat)
@@ -292,13 +296,6 @@ def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_tables(metrics_paths, out_dir, logs_dir="logs") -> dict[str, Path]:
     """Read the expected cells and write the four tables into ``out_dir``."""
     out_dir = Path(out_dir)
@@ -306,8 +303,8 @@ def write_tables(metrics_paths, out_dir, logs_dir="logs") -> dict[str, Path]:
     summary = summarize(runs)
     shown = key_metrics(runs)
     paths = {name: out_dir / file for name, file in TABLES.items()}
-    write_atomic(paths["runs"], runs.to_csv(index=False))
-    write_atomic(paths["summary"], summary.to_csv(index=False))
-    write_atomic(paths["markdown"], to_markdown(summary, shown))
-    write_atomic(paths["latex"], to_latex(summary, shown))
+    atomic_write_text(paths["runs"], runs.to_csv(index=False))
+    atomic_write_text(paths["summary"], summary.to_csv(index=False))
+    atomic_write_text(paths["markdown"], to_markdown(summary, shown))
+    atomic_write_text(paths["latex"], to_latex(summary, shown))
     return paths

@@ -10,11 +10,15 @@ overwrites the gate. ``refit_gate_faithful`` keeps the reference code's choices 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TypeVar
 
+import numpy as np
 import torch
 from scipy.optimize import linear_sum_assignment
 
 from mixer.errors import ConfigError
+
+Array = TypeVar("Array", torch.Tensor, np.ndarray)
 
 
 @dataclass
@@ -45,16 +49,19 @@ def check_refit_feasible(n_envs: int, K: int) -> None:
         )
 
 
-def gate_logits(gate: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:
-    """Logits Wᵀ [ξ; 1] for every context: [E, d_ξ] -> [E, K]."""
+def gate_logits(gate: Array, contexts: Array) -> Array:
+    """Logits [ξ; 1] W for every context: [E, d_ξ] -> [E, K], for W [(d_ξ + 1), K].
+
+    The one place the gate's formula is written. Torch tensors (differentiable: the ``gd``
+    gate trains through it) and NumPy arrays alike; shapes are checked, values are not.
+    """
     if gate.ndim != 2 or contexts.ndim != 2 or gate.shape[0] != contexts.shape[1] + 1:
         raise ValueError(
             f"gate {tuple(gate.shape)} does not fit contexts {tuple(contexts.shape)}: "
             "expected gate [(d_ξ + 1), K] for contexts [E, d_ξ]."
         )
-    with torch.no_grad():
-        # The last row of W is the bias, so no concatenated column of ones is needed.
-        return contexts @ gate[:-1] + gate[-1]
+    # The last row of W is the bias, so no concatenated column of ones is needed.
+    return contexts @ gate[:-1] + gate[-1]
 
 
 def route(gate: torch.Tensor, contexts: torch.Tensor) -> torch.Tensor:

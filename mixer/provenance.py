@@ -11,12 +11,13 @@ from pathlib import Path
 import mixer
 
 PACKAGE_DIR = Path(mixer.__file__).resolve().parent
-# Modules that only read finished results: a change there must not re-run training.
-REPORT_MODULES = ("aggregate.py", "plots.py")
+# Modules (or subpackages) that only read finished results: a change there must not re-run
+# training.
+REPORT_MODULES = ("aggregate.py", "plots")
 
 
 def source_hash(*subpackages: str) -> str:
-    """SHA-256 (first 16 hex digits) of the .py sources under ``mixer/<subpackage>``.
+    """SHA-256 (first 16 hex digits) of the .py sources of ``mixer/<subpackage>`` (or module).
 
     The workflow puts this in a rule's params so that a change of the code a rule runs
     re-runs the rule (Snakemake does not see changes of imported modules). The hash of the
@@ -25,9 +26,11 @@ def source_hash(*subpackages: str) -> str:
     roots = [PACKAGE_DIR / s for s in subpackages] if subpackages else [PACKAGE_DIR]
     digest = hashlib.sha256()
     for root in roots:
+        if not root.exists():  # a renamed module must not leave a hash of nothing
+            raise ValueError(f"source_hash: {root} does not exist")
         files = [root] if root.is_file() else sorted(root.rglob("*.py"))
         for file in files:
-            if not subpackages and file.relative_to(PACKAGE_DIR).as_posix() in REPORT_MODULES:
+            if not subpackages and file.relative_to(PACKAGE_DIR).parts[0] in REPORT_MODULES:
                 continue
             digest.update(str(file.relative_to(PACKAGE_DIR)).encode())
             digest.update(file.read_bytes())

@@ -9,9 +9,25 @@ import numpy as np
 from mixer.data.systems import ODESystem, Protocol, nearest_family
 
 
-def _product(**values) -> list[dict[str, float]]:
+def _product(values: dict[str, list[float]]) -> list[dict[str, float]]:
     names = list(values)
     return [dict(zip(names, combo, strict=True)) for combo in itertools.product(*values.values())]
+
+
+def _grid_protocol(family_param: str, train: dict, adapt: dict) -> Protocol:
+    """The protocol of two parameter grids (name -> values, product in the order given).
+
+    The family of an environment is its value of ``family_param``: the index of that training
+    value, or for an adaptation environment the index of the nearest one.
+    """
+    values = train[family_param]
+    train_params, adapt_params = _product(train), _product(adapt)
+    return Protocol(
+        train_params,
+        [values.index(p[family_param]) for p in train_params],
+        adapt_params,
+        [nearest_family(p[family_param], values) for p in adapt_params],
+    )
 
 
 class LotkaVolterra(ODESystem):
@@ -31,15 +47,8 @@ class LotkaVolterra(ODESystem):
         )
 
     def protocol(self):
-        deltas = [0.5, 0.75, 1.0]
-        train = _product(beta=[0.5, 0.75, 1.0], delta=deltas)
-        adapt = _product(beta=[0.625, 1.125], delta=[0.625, 1.125])
-        return Protocol(
-            train,
-            [deltas.index(p["delta"]) for p in train],
-            adapt,
-            [nearest_family(p["delta"], deltas) for p in adapt],
-        )
+        train = {"beta": [0.5, 0.75, 1.0], "delta": [0.5, 0.75, 1.0]}
+        return _grid_protocol("delta", train, {"beta": [0.625, 1.125], "delta": [0.625, 1.125]})
 
 
 class Glycolytic(ODESystem):
@@ -78,15 +87,8 @@ class Glycolytic(ODESystem):
         )
 
     def protocol(self):
-        k1s = [100.0, 90.0, 80.0]
-        train = _product(k1=k1s, K1=[1.0, 0.75, 0.5])
-        adapt = _product(k1=[85.0, 95.0], K1=[0.625, 0.875])
-        return Protocol(
-            train,
-            [k1s.index(p["k1"]) for p in train],
-            adapt,
-            [nearest_family(p["k1"], k1s) for p in adapt],
-        )
+        train = {"k1": [100.0, 90.0, 80.0], "K1": [1.0, 0.75, 0.5]}
+        return _grid_protocol("k1", train, {"k1": [85.0, 95.0], "K1": [0.625, 0.875]})
 
 
 class Selkov(ODESystem):

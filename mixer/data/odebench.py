@@ -1,7 +1,8 @@
 """ODEBench-10: ten loosely related 2-D families (DATASETS.md §4), state (y0, y1).
 
-Each family samples 20 points over [0, T) of its own horizon T. The order of ``ODEBENCH10``
-is the order of the table: a config's ``n_families: n`` keeps the first n.
+Each family samples 20 points over [0, T) of its own horizon T and writes its law as
+``law(y0, y1, p) -> (y0', y1')``. The order of ``ODEBENCH10`` is the order of the table: a
+config's ``n_families: n`` keeps the first n.
 """
 
 from __future__ import annotations
@@ -29,14 +30,21 @@ class _OdeBench(ODESystem, register=False):
         cls.varied = tuple(cls.reference)  # every constant of an ODEBench law varies
         super().__init_subclass__(**kwargs)
 
+    def vector_field(self, y, p):
+        return np.stack(self.law(y[..., 0], y[..., 1], p), axis=-1)
+
+    def law(self, y0, y1, p) -> tuple:
+        """(y0', y1') at the state (y0, y1) for the constants ``p``."""
+        raise NotImplementedError
+
 
 class HarmonicOscillator(_OdeBench):
     name, odebench_id, horizon_T = "harmonic_oscillator", 24, 10.0
     reference = {"c0": 2.1}
     ic_low, ic_high = _box((0.4, -0.03), (0.0, 0.2))
 
-    def vector_field(self, y, p):
-        return np.stack([y[..., 1], -p["c0"] * y[..., 0]], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * y0
 
 
 class DampedHarmonicOscillator(_OdeBench):
@@ -44,9 +52,8 @@ class DampedHarmonicOscillator(_OdeBench):
     reference = {"c0": 4.5, "c1": 0.43}
     ic_low, ic_high = _box((0.12, 0.043), (0.0, -0.3))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([y1, -p["c0"] * y0 - p["c1"] * y1], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * y0 - p["c1"] * y1
 
 
 class Pendulum(_OdeBench):
@@ -54,8 +61,8 @@ class Pendulum(_OdeBench):
     reference = {"c0": 0.9}
     ic_low, ic_high = _box((-1.9, 0.0), (0.3, 0.8))
 
-    def vector_field(self, y, p):
-        return np.stack([y[..., 1], -p["c0"] * np.sin(y[..., 0])], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * np.sin(y0)
 
 
 class DampedDoubleWell(_OdeBench):
@@ -63,9 +70,8 @@ class DampedDoubleWell(_OdeBench):
     reference = {"c0": 0.18}
     ic_low, ic_high = _box((-1.8, -1.8), (-2.8, 1.0))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([y1, -p["c0"] * y1 - y0**3 + y0], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * y1 - y0**3 + y0
 
 
 class BeadOnRotatingHoop(_OdeBench):
@@ -73,9 +79,8 @@ class BeadOnRotatingHoop(_OdeBench):
     reference = {"c0": 0.93}
     ic_low, ic_high = _box((2.1, 0.0), (-1.2, -0.2))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([y1, (-p["c0"] + np.cos(y0)) * np.sin(y0)], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, (-p["c0"] + np.cos(y0)) * np.sin(y0)
 
 
 class ShearFlow(_OdeBench):
@@ -88,10 +93,9 @@ class ShearFlow(_OdeBench):
     # singularity the law is unbounded and the data would be dominated by one blow-up.
     min_abs_sin_y1 = 0.05
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
+    def law(self, y0, y1, p):
         s1, c1 = np.sin(y1), np.cos(y1)
-        return np.stack([np.cos(y0) * c1 / s1, np.sin(y0) * (p["c0"] * s1**2 + c1**2)], axis=-1)
+        return np.cos(y0) * c1 / s1, np.sin(y0) * (p["c0"] * s1**2 + c1**2)
 
     def admissible(self, X):
         finite = np.isfinite(X).all(axis=(1, 2))
@@ -105,9 +109,8 @@ class VanDerPol(_OdeBench):
     reference = {"c0": 0.43}
     ic_low, ic_high = _box((2.2, 0.0), (0.1, 3.2))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([y1, -p["c0"] * y1 * (y0**2 - 1.0) - y0], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * y1 * (y0**2 - 1.0) - y0
 
 
 class VanDerPolLienard(_OdeBench):
@@ -115,9 +118,8 @@ class VanDerPolLienard(_OdeBench):
     reference = {"c0": 3.37}
     ic_low, ic_high = _box((0.7, 0.0), (-1.1, -0.7))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([p["c0"] * (-(y0**3) / 3.0 + y0 + y1), -y0 / p["c0"]], axis=-1)
+    def law(self, y0, y1, p):
+        return p["c0"] * (-(y0**3) / 3.0 + y0 + y1), -y0 / p["c0"]
 
 
 class GlycolysisSelkov2D(_OdeBench):
@@ -131,10 +133,9 @@ class GlycolysisSelkov2D(_OdeBench):
     reference = {"c0": 2.4, "c1": 0.07}
     ic_low, ic_high = _box((0.4, 0.31), (0.2, -0.7))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
+    def law(self, y0, y1, p):
         y02y1 = y0 * y0 * y1
-        return np.stack([p["c0"] * y1 + y02y1 - y0, -p["c0"] * y1 + p["c1"] - y02y1], axis=-1)
+        return p["c0"] * y1 + y02y1 - y0, -p["c0"] * y1 + p["c1"] - y02y1
 
 
 class Duffing(_OdeBench):
@@ -144,9 +145,8 @@ class Duffing(_OdeBench):
     reference = {"c0": 0.2}
     ic_low, ic_high = _box((0.63, -0.03), (0.2, 0.2))
 
-    def vector_field(self, y, p):
-        y0, y1 = y[..., 0], y[..., 1]
-        return np.stack([y1, -p["c0"] * y1 - y0 - y0**3], axis=-1)
+    def law(self, y0, y1, p):
+        return y1, -p["c0"] * y1 - y0 - y0**3
 
 
 ODEBENCH10 = tuple(

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ import numpy as np
 
 from mixer.data.generate import SPLITS
 from mixer.errors import DatasetError
+from mixer.fileio import atomic_write, atomic_write_text
 
 FORMAT_VERSION = 1
 ARRAYS = ("X", "t", "env_id")
@@ -57,25 +56,13 @@ def content_hash(splits: dict[str, dict], environments: list[dict]) -> str:
     return digest.hexdigest()
 
 
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename over ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            write(handle)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def save_dataset(out_dir: Path, splits: dict, environments: list[dict], meta: dict) -> dict:
     """Write every split, then meta.json last (its presence marks a complete dataset)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         arrays = {k: splits[split][k] for k in ARRAYS}
-        _atomic_write(out_dir / f"{split}.npz", lambda h, a=arrays: np.savez(h, **a))
+        atomic_write(out_dir / f"{split}.npz", lambda tmp, a=arrays: np.savez(tmp, **a))
     full_meta = {
         "format_version": FORMAT_VERSION,
         **meta,
@@ -84,7 +71,7 @@ def save_dataset(out_dir: Path, splits: dict, environments: list[dict], meta: di
         "content_hash": content_hash(splits, environments),
     }
     text = json.dumps(full_meta, indent=1, sort_keys=False) + "\n"
-    _atomic_write(out_dir / "meta.json", lambda h: h.write(text.encode()))
+    atomic_write_text(out_dir / "meta.json", text)
     return full_meta
 
 

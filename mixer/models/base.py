@@ -118,15 +118,20 @@ class Expert(nn.Module, ABC):
     - ``forward(expert_of_env, contexts, x)`` is ``field(env_weights(...), x)``.
     - ``unroll(fn, x0, t, data=None, alpha=1.0, **solver)`` turns a field ``fn(τ, x)`` built
       from these weights into trajectories [E, N, T, d] from x0 [E, N, d] on grids t [E, T]:
-      the ODE rollout here (``data`` and ``alpha`` are ignored); a discrete-time bank
-      (``discrete_time = True``, e.g. the PL-RNN) iterates its one-step map instead, with
-      teacher forcing by ``data`` when ``alpha < 1``.
-    - ``options_from_config(cfg)`` (classmethod): the backbone's own constructor options
-      read from a method's config (none for the ODE backbones).
+      the ODE rollout (``data`` and ``alpha`` are ignored); a discrete-time bank
+      (``discrete_time = True``, e.g. the PL-RNN) implements ``iterate(fn, x0, t, data,
+      alpha)`` instead, which iterates its one-step map with teacher forcing by ``data`` when
+      ``alpha < 1``.
+    - ``build(generator, **options)`` creates the bank's parameters from ``generator``, always
+      in the same order, so that a seed gives the same model; its keyword-only arguments are
+      the backbone's own options.
+    - ``options_from_config(cfg)`` (classmethod): those options read from a method's config
+      (none for the ODE backbones).
 
-    Constructor arguments are shared by all backbones: ``state_dim, context_dim, n_experts,
-    width=64, depth=3`` (hidden layers), ``activation="silu"`` and ``generator`` (a
-    ``torch.Generator`` or an int seed) for a deterministic init.
+    Constructor arguments are the same for every backbone, written only here:
+    ``state_dim, context_dim, n_experts``, then keyword-only ``width=64, depth=3`` (hidden
+    layers), ``activation="silu"``, ``generator`` (a ``torch.Generator`` or an int seed, for a
+    deterministic init) and the backbone's options, which go to ``build``.
     """
 
     name: str = ""
@@ -140,10 +145,12 @@ class Expert(nn.Module, ABC):
         state_dim: int,
         context_dim: int,
         n_experts: int,
+        *,
         width: int = 64,
         depth: int = 3,
         activation: str = "silu",
         generator: torch.Generator | int | None = None,
+        **options: Any,
     ):
         super().__init__()
         for key, value, low in (
@@ -162,6 +169,14 @@ class Expert(nn.Module, ABC):
         self.depth = depth
         self.activation = activation
         self.act = activation_fn(activation)
+        self.build(as_generator(generator), **options)
+
+    @abstractmethod
+    def build(self, gen: torch.Generator | None) -> None:
+        """Create the parameters from ``gen`` (None: torch's global RNG), in a fixed order.
+
+        Subclasses add their own options as keyword-only arguments with defaults.
+        """
 
     def check_inputs(self, expert_of_env: Tensor, contexts: Tensor) -> None:
         """Shape checks only (no value checks: those would need a host sync)."""
@@ -197,5 +212,16 @@ class Expert(nn.Module, ABC):
         alpha: float = 1.0,
         **solver,
     ) -> Tensor:
-        """Trajectories [E, N, T, d] of the field ``step`` from x0: the ODE rollout."""
+        """Trajectories [E, N, T, d] of the field ``step`` from x0 [E, N, d] on grids t [E, T].
+
+        An ODE bank integrates ``step`` (``solver`` goes to ``rollout``; ``data`` and
+        ``alpha`` are ignored); a discrete-time bank iterates it (``iterate``; ``solver`` is
+        ignored).
+        """
+        if self.discrete_time:
+            return self.iterate(step, x0, t, data, alpha)
         return rollout(step, x0, t, **solver)
+
+    def iterate(self, step: FieldFn, x0: Tensor, t: Tensor, data: Tensor | None, alpha: float):
+        """A discrete-time bank's ``unroll``: its one-step map ``step`` iterated from x0."""
+        raise NotImplementedError(f"{type(self).__name__} is not a discrete-time bank")

@@ -10,33 +10,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mixer.models.base import (
-    Expert,
-    Layer,
-    apply_layers,
-    as_generator,
-    fan_in_uniform,
-    mlp_sizes,
-)
+from mixer.models.base import Expert, Layer, apply_layers, fan_in_uniform, mlp_sizes
 
 
 class CoDAExpert(Expert):
     name = "coda"
 
-    def __init__(
-        self,
-        state_dim: int,
-        context_dim: int,
-        n_experts: int,
-        width: int = 64,
-        depth: int = 3,
-        activation: str = "silu",
-        generator: torch.Generator | int | None = None,
-        hyper_init_scale: float = 1e-2,
-    ):
-        super().__init__(state_dim, context_dim, n_experts, width, depth, activation, generator)
-        gen = as_generator(generator)
-        sizes = mlp_sizes(state_dim, width, depth, state_dim)
+    def build(self, gen: torch.Generator | None, *, hyper_init_scale: float = 1e-2) -> None:
+        n_experts, context_dim = self.n_experts, self.context_dim
+        sizes = mlp_sizes(self.state_dim, self.width, self.depth, self.state_dim)
         self.layer_shapes = list(zip(sizes[1:], sizes[:-1], strict=True))  # (out, in)
         chunks = []
         for fan_out, fan_in in self.layer_shapes:

@@ -10,35 +10,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mixer.models.base import (
-    Expert,
-    Layer,
-    StackedLayers,
-    apply_layers,
-    as_generator,
-    fan_in_uniform,
-    mlp_sizes,
-)
+from mixer.models.base import Expert, Layer, StackedLayers, apply_layers, fan_in_uniform, mlp_sizes
 
 
 class GEPSExpert(Expert):
     name = "geps"
 
-    def __init__(
-        self,
-        state_dim: int,
-        context_dim: int,
-        n_experts: int,
-        width: int = 64,
-        depth: int = 3,
-        activation: str = "silu",
-        generator: torch.Generator | int | None = None,
-        modulation_init_scale: float = 1e-2,
-    ):
-        super().__init__(state_dim, context_dim, n_experts, width, depth, activation, generator)
-        gen = as_generator(generator)
-        rank = context_dim
-        self.base = StackedLayers(mlp_sizes(state_dim, width, depth, state_dim), n_experts, gen)
+    def build(self, gen: torch.Generator | None, *, modulation_init_scale: float = 1e-2) -> None:
+        n_experts, rank = self.n_experts, self.context_dim
+        sizes = mlp_sizes(self.state_dim, self.width, self.depth, self.state_dim)
+        self.base = StackedLayers(sizes, n_experts, gen)
         self.left = nn.ParameterList()  # A_k per layer, [K, out, r]
         self.right = nn.ParameterList()  # B_k per layer, [K, r, in]
         self.bias_left = nn.ParameterList()  # A_b,k per layer, [K, out, r]

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixer.errors import ConfigError
+from mixer.gating import gate_logits
 from mixer.models.base import Expert, as_generator, fan_in_uniform
 from mixer.models.rollout import VectorField
 
@@ -94,7 +95,8 @@ class MixtureOfExperts(nn.Module):
         self.gate.copy_(weight)
 
     def gate_logits(self, contexts: Tensor) -> Tensor:
-        return contexts @ self.gate[:-1] + self.gate[-1]  # [ξ; 1] @ W, [E, K]
+        """[ξ; 1] W for contexts [E, d_ξ]: [E, K], differentiable (the ``gd`` gate)."""
+        return gate_logits(self.gate, contexts)
 
     def gate_probs(self, contexts: Tensor) -> Tensor:
         return torch.softmax(self.gate_logits(contexts), dim=-1)
@@ -141,25 +143,17 @@ class MixtureOfExperts(nn.Module):
         """One evaluation of the mixture's field: x [E, N, d] -> [E, N, d]."""
         return self.vector_field(contexts)(x.new_zeros(()), x)
 
-    def trajectories(
-        self,
-        contexts: Tensor,
-        x0: Tensor,
-        t: Tensor,
-        *,
-        data: Tensor | None = None,
-        alpha: float = 1.0,
-        **solver,
-    ) -> Tensor:
+    def trajectories(self, contexts: Tensor, x0: Tensor, t: Tensor, **unroll) -> Tensor:
         """Trajectories [E, N, T, d] of the mixture from x0 [E, N, d] on grids t [E, T].
 
-        ODE banks integrate the routed field (``solver`` goes to ``rollout``; ``data`` and
-        ``alpha`` are ignored). Discrete-time banks iterate their map; with ``alpha < 1`` they
-        are teacher-forced by ``data`` [E, N, T, d], α = 1 is free running. The number of
-        field/map evaluations is left in ``self.last_nfe``.
+        ``unroll`` are the keywords of ``Expert.unroll``: ODE banks integrate the routed field
+        (solver options go to ``rollout``; ``data`` and ``alpha`` are ignored). Discrete-time
+        banks iterate their map; with ``alpha < 1`` they are teacher-forced by ``data``
+        [E, N, T, d], α = 1 is free running. The number of field/map evaluations is left in
+        ``self.last_nfe``.
         """
         field = self.vector_field(contexts)
-        out = self.experts.unroll(field, x0, t, data=data, alpha=alpha, **solver)
+        out = self.experts.unroll(field, x0, t, **unroll)
         self.last_nfe = field.nfe
         return out
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mixer.models.base import Expert, Layer, StackedLayers, apply_layers, as_generator
+from mixer.models.base import Expert, Layer, StackedLayers, apply_layers
 
 
 @dataclass
@@ -25,21 +25,12 @@ class NCFWeights:
 class NCFExpert(Expert):
     name = "ncf"
 
-    def __init__(
-        self,
-        state_dim: int,
-        context_dim: int,
-        n_experts: int,
-        width: int = 64,
-        depth: int = 3,
-        activation: str = "silu",
-        generator: torch.Generator | int | None = None,
-    ):
-        super().__init__(state_dim, context_dim, n_experts, width, depth, activation, generator)
-        gen = as_generator(generator)
-        self.context_tower = StackedLayers([context_dim, width, width], n_experts, gen)
-        self.state_tower = StackedLayers([state_dim, width, width], n_experts, gen)
-        self.main = StackedLayers([2 * width, *([width] * depth), state_dim], n_experts, gen)
+    def build(self, gen: torch.Generator | None) -> None:
+        n_experts, width = self.n_experts, self.width
+        self.context_tower = StackedLayers([self.context_dim, width, width], n_experts, gen)
+        self.state_tower = StackedLayers([self.state_dim, width, width], n_experts, gen)
+        main = [2 * width, *([width] * self.depth), self.state_dim]
+        self.main = StackedLayers(main, n_experts, gen)
 
     def env_weights(self, expert_of_env: Tensor, contexts: Tensor) -> NCFWeights:
         self.check_inputs(expert_of_env, contexts)

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixer.errors import ConfigError
-from mixer.models.base import Expert, as_generator, fan_in_uniform
+from mixer.models.base import Expert, fan_in_uniform
 from mixer.models.rollout import FieldFn
 
 
@@ -85,20 +85,19 @@ class PLRNNExpert(Expert):
         },
     }
 
-    def __init__(
+    def __init__(self, *args, depth: int = 1, activation: str = "relu", **kwargs):
+        # Shallow by definition (``depth`` is only recorded), and the nonlinearity is the
+        # PL-RNN's ReLU: ``activation`` is not used.
+        super().__init__(*args, depth=depth, activation="relu", **kwargs)
+
+    def build(
         self,
-        state_dim: int,
-        context_dim: int,
-        n_experts: int,
-        width: int = 64,
-        depth: int = 1,
-        activation: str = "relu",
-        generator: torch.Generator | int | None = None,
+        gen: torch.Generator | None,
+        *,
         latent_dim: int | None = None,
         hyper_init_scale: float = 1e-2,
-    ):
-        # The nonlinearity is the PL-RNN's ReLU by definition; `activation` is not used.
-        super().__init__(state_dim, context_dim, n_experts, width, depth, "relu", generator)
+    ) -> None:
+        n_experts, state_dim, context_dim = self.n_experts, self.state_dim, self.context_dim
         latent = max(state_dim, 16) if latent_dim is None else latent_dim
         if latent < state_dim:
             raise ConfigError(
@@ -106,8 +105,7 @@ class PLRNNExpert(Expert):
                 f"d = {state_dim} (the first d latent components are the observation)"
             )
         self.latent_dim = latent
-        gen = as_generator(generator)
-        m, h = latent, width
+        m, h = latent, self.width
         # A near 1 (slow decay: the level of a series persists at init), W1 small so that the
         # initial map stays close to a stable linear one; W2, h2 as nn.Linear would draw them.
         a = 0.9 + 0.1 * torch.rand((n_experts, m), generator=gen)
@@ -147,22 +145,15 @@ class PLRNNExpert(Expert):
         hidden = F.relu(torch.baddbmm(weights.h2_row, z, weights.w2_t))
         return torch.addcmul(torch.baddbmm(weights.h1_row, hidden, weights.w1_t), weights.a_row, z)
 
-    def unroll(
-        self,
-        step: FieldFn,
-        x0: Tensor,
-        t: Tensor,
-        *,
-        data: Tensor | None = None,
-        alpha: float = 1.0,
-        **solver,
+    def iterate(
+        self, step: FieldFn, x0: Tensor, t: Tensor, data: Tensor | None, alpha: float
     ) -> Tensor:
         """Iterate ``step`` T − 1 times from x0 [E, N, d]; returns observations [E, N, T, d].
 
         With α < 1, ``data`` [E, N, T, d] forces the observed components before each step
         (generalised teacher forcing); slot 0 of the output is x0 itself, slot s + 1 the
         observation produced from the (forced) state at s. The grid ``t`` only gives T: each
-        grid interval is one step, whatever its length. ``solver`` is ignored.
+        grid interval is one step, whatever its length.
         """
         n_times, d = t.shape[1], x0.shape[-1]
         forcing = alpha < 1.0

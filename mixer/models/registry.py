@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from mixer.errors import ConfigError
@@ -32,30 +34,23 @@ def build_mixture(
     context_dim: int,
     n_experts: int,
     *,
-    width: int = 64,
-    depth: int = 3,
-    activation: str = "silu",
+    generator: torch.Generator | int | None = None,
+    options: dict | None = None,
     split_context: bool = False,
     gate_mode: str = "refit",
     dense: bool = False,
-    generator: torch.Generator | int | None = None,
-    options: dict | None = None,
+    **architecture: Any,
 ) -> MixtureOfExperts:
     """An expert bank of the named backbone wrapped in a gate; d_ξ is the full context size.
 
+    ``architecture`` is the bank's ``width``, ``depth`` and ``activation`` (see ``Expert``);
     ``options`` are backbone-specific constructor keywords (``Expert.options_from_config``).
     """
     cls = backbone_class(name=backbone)
     gen = as_generator(generator)  # one generator for bank then gate: deterministic from a seed
+    expert_dim = expert_context_dim(context_dim, n_experts, split_context)
     experts = cls(
-        state_dim,
-        expert_context_dim(context_dim, n_experts, split_context),
-        n_experts,
-        width=width,
-        depth=depth,
-        activation=activation,
-        generator=gen,
-        **(options or {}),
+        state_dim, expert_dim, n_experts, generator=gen, **architecture, **(options or {})
     )
     return MixtureOfExperts(
         experts,

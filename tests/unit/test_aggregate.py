@@ -1,117 +1,20 @@
-"""The aggregator and the figures on hand-made cells: ok, diverged, failed and missing ones."""
+"""The aggregator on hand-made cells: ok, diverged, failed and missing ones."""
 
 from __future__ import annotations
 
 import json
 import math
 
-import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from mixer.aggregate import cell_identity, higher_is_better, write_tables
-from mixer.plots import FIGURES, make_figures
-
-# rel_mse_id, rel_mse_ood, routing_purity, svm_context_accuracy of the ok cells, by method/seed.
-OK = {
-    ("mixer", 0): (0.1, 0.4, 1.0, 0.8),
-    ("mixer", 1): (0.3, 0.6, 0.8, 0.9),
-    ("single", 0): (0.5, 0.2, 0.5, None),
-    ("single", 1): (0.7, 0.2, 0.5, None),
-    ("single", 2): (0.6, 0.2, 0.5, None),
-}
-FAMILY = np.array([0, 0, 1, 1, 2, 2])
-
-
-def _metrics(method, seed, status="ok", values=(None,) * 4):
-    rel_id, rel_ood, purity, svm = values
-    out = {
-        "status": status,
-        "reason": "loss is nan at outer step 3" if status == "diverged" else "",
-        "method": method,
-        "learner": method,
-        "backbone": "geps",
-        "regime": "default",
-        "seed": seed,
-        "train_seconds": 2.0,
-        "seconds_per_outer_step": 0.5 if method == "mixer" else 0.25,
-        "outer_steps": 4,
-        "refit_skip_reasons": {"empty_cluster": 1},
-        "n_experts": 3 if method == "mixer" else 1,
-        "provenance": {
-            "config": {"method": method, "systems": ["a", "b"]},
-            "dataset": "nowhere",
-            "dataset_hash": "abc123",
-            "versions": {"torch": "2.13.0"},
-            "source_hash": "f00",
-            "git_commit": None,
-        },
-    }
-    if status == "ok":
-        out.update(
-            rel_mse_id=rel_id,
-            rel_mse_ood=rel_ood,
-            mse_id=rel_id / 10,
-            mse_ood=rel_ood / 10,
-            routing_purity=purity,
-            routing_ari=purity - 0.1,
-            context_kmeans_ari=None if method == "single" else 0.5,
-            per_env={
-                "id": {
-                    "env_id": list(range(6)),
-                    "family": FAMILY.tolist(),
-                    "mse": [0.1] * 6,
-                    "rel_mse": [rel_id] * 6,
-                },
-                "ood": {
-                    "env_id": [6, 7, 8, 9],
-                    "family": [0, 0, 1, 1],
-                    "in_training_range": [True, False, True, False],
-                    "mse": [0.1, 0.3, 0.1, 0.4],
-                    "rel_mse": [rel_ood, 2 * rel_ood, rel_ood, 3 * rel_ood],
-                },
-            },
-            routing_ood=[0, 1, 2, 2],
-        )
-        if svm is not None:
-            out["svm_context_accuracy"] = svm
-    return out
+from tests.unit.fake_cells import write_cells
 
 
 @pytest.fixture
 def cells(tmp_path):
-    """Expected metrics paths of two datasets; the files of the cells that ran."""
-    runs, logs = tmp_path / "results" / "runs", tmp_path / "logs"
-    expected = []
-    for dataset in ("toy", "solo"):
-        methods = ("mixer", "single") if dataset == "toy" else ("mixer",)
-        for method in methods:
-            for seed in range(4):
-                cell = runs / dataset / "default" / method / f"seed{seed}"
-                expected.append(cell / "metrics.json")
-                if dataset == "solo":
-                    values = (0.2, 0.3, 1.0, None) if seed < 2 else None
-                else:
-                    values = OK.get((method, seed))
-                if values is None and (dataset, method, seed) != ("toy", "mixer", 2):
-                    continue
-                status = "ok" if values else "diverged"
-                cell.mkdir(parents=True)
-                data = _metrics(method, seed, status, values or (None,) * 4)
-                (cell / "metrics.json").write_text(json.dumps(data))
-                rng = np.random.default_rng(seed)
-                trace = rng.integers(0, 3, size=(5, 6))
-                trace[-2:] = FAMILY
-                np.savez(cell / "routing.npz", routing=trace, family=FAMILY, env_id=np.arange(6))
-                ctx = torch.tensor(FAMILY[:, None] + 0.1 * rng.normal(size=(6, 3)))
-                learner = {"ctx": ctx, "model": {"gate": torch.randn(4, 3, dtype=ctx.dtype)}}
-                torch.save({"learner": learner if method == "mixer" else None}, cell / "model.pt")
-    # toy/single/seed3 failed with an error (its log says so); toy/mixer/seed3 never ran.
-    log = logs / "train" / "toy" / "default" / "single" / "seed3.log"
-    log.parent.mkdir(parents=True)
-    log.write_text("loading\nmixer train: error: K=3 experts but only 2 training environments\n")
-    return tmp_path, expected, logs
+    return write_cells(tmp_path)
 
 
 def test_cell_identity_from_path():
@@ -158,6 +61,8 @@ def test_runs_csv_has_one_row_per_expected_cell(cells):
     assert first["provenance.versions.torch"] == "2.13.0"
     assert json.loads(first["provenance.config.systems"]) == ["a", "b"]
     assert "per_env" not in " ".join(runs.columns) and "routing_ood" not in runs.columns
+    # Per-environment arrays stay in metrics.json, also where they are null (single: no gate).
+    assert not {"contexts", "gate_probs", "routing_trace"} & set(runs.columns)
     assert list(runs.columns[:7]) == [
         "dataset",
         "regime",
@@ -225,19 +130,6 @@ def test_tables_of_nothing_yet(tmp_path):
     runs = pd.read_csv(paths["runs"])
     assert runs["status"].tolist() == ["missing"]
     assert "0/1" in paths["markdown"].read_text()
-    make_figures(paths["runs"], tmp_path / "figures", strict=True)
-    assert sorted(p.stem for p in (tmp_path / "figures").glob("*.png")) == sorted(FIGURES)
-
-
-def test_every_figure_is_drawn(cells, monkeypatch):
-    root, expected, logs = cells
-    monkeypatch.chdir(root)
-    paths = write_tables(expected, root / "tables", logs)
-    written = make_figures(paths["runs"], root / "figures", strict=True)
-    assert [p.stem for p in written] == list(FIGURES)
-    for path in written:
-        assert path.stat().st_size > 5000, path  # a real PNG, not an empty file
-    assert not list((root / "figures").glob(".*"))  # no temporary file left
 
 
 def test_cli_reads_a_cells_file_and_rejects_other_paths(cells, capsys):

@@ -23,16 +23,23 @@ rule aggregate:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py"),
+        code=source_hash("aggregate.py", "fileio.py"),
     message:
         "Aggregating every expected cell into tables"
     shell:
         "mixer aggregate --out-dir $(dirname {output.runs}) {input.metrics} > {log} 2>&1"
 
 
+# The figures read runs.csv, then the metrics.json of every cell it lists and, for family
+# names, the datasets' meta.json: all declared here.
 rule plots:
     input:
         runs=rules.aggregate.output.runs,
+        metrics=rules.aggregate.input.metrics,
+        datasets=expand(
+            rules.generate_dataset.output.meta,
+            dataset=sorted({d for e in config["experiments"] for d in e["datasets"]}),
+        ),
     output:
         method_comparison=report(
             "results/figures/method_comparison.png",
@@ -82,7 +89,7 @@ rule plots:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py", "plots.py"),
+        code=source_hash("aggregate.py", "plots", "fileio.py"),
     message:
         "Drawing the figures"
     shell:
