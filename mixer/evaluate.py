@@ -22,8 +22,9 @@ import torch
 from mixer import provenance
 from mixer.batch import make_batch
 from mixer.data import load_dataset
+from mixer.fileio import atomic_write_text
 from mixer.methods import learner_class
-from mixer.train import _atomic_save, build_learner, pick_device
+from mixer.train import build_learner, pick_device
 
 
 def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
@@ -59,7 +60,7 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "git_commit": provenance.git_commit(),
     }
     text = json.dumps(metrics_out, indent=1, default=_json_default) + "\n"
-    _atomic_save(text, out_file, lambda t, p: Path(p).write_text(t))
+    atomic_write_text(out_file, text)
     return metrics_out
 
 
@@ -120,12 +121,12 @@ def _score(state, cfg, dataset) -> dict:
     out["context_kmeans_ari"] = (
         metrics.context_kmeans_ari(contexts, train.family) if contexts.shape[1] else None
     )
-    # What the figures draw, so that they read the metrics file only (lists: no table columns).
+    # What the figures draw, so that they read the metrics file only (no table columns).
     gate = learner.gate_probabilities()
     trace = state.get("routing_trace")
     out["contexts"] = contexts
-    out["gate_probs"] = [] if gate is None else gate.cpu().numpy()
-    out["routing_trace"] = [] if trace is None else np.asarray(trace)
+    out["gate_probs"] = None if gate is None else gate.cpu().numpy()
+    out["routing_trace"] = None if trace is None or not len(trace) else np.asarray(trace)
     routing = learner.routing()
     if routing is not None:
         out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))

@@ -7,7 +7,6 @@ with status ``diverged``: files are still written and no exception reaches Snake
 
 from __future__ import annotations
 
-import os
 import resource
 import time
 from pathlib import Path
@@ -17,6 +16,7 @@ import torch
 
 from mixer.batch import make_batch
 from mixer.data import load_dataset
+from mixer.fileio import atomic_write
 from mixer.methods import learner_class
 from mixer.training import Diverged, TrainLog
 
@@ -29,14 +29,6 @@ def pick_device(name: str) -> torch.device:
 
         raise ConfigError("device 'cuda' asked for but CUDA is not available. Fix: device: auto")
     return torch.device(name)
-
-
-def _atomic_save(obj, path: Path, save) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)  # --out may name a folder not made yet
-    tmp = path.with_name(f".{path.name}.tmp")
-    save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def build_learner(cfg, dataset, device, seed):
@@ -84,19 +76,11 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     if not log.rows:
         (out_dir / "train_log.csv").write_text("outer_step,loss\n")
     routing = np.array(log.routing if log.routing and log.routing[0] else [], dtype=np.int64)
-    _atomic_save(
-        {"routing": routing, "family": train.family, "env_id": train.env_id},
-        out_dir / "routing.npz",
-        _save_npz,
-    )
-    _atomic_save(state, out_dir / "model.pt", torch.save)
+    arrays = {"routing": routing, "family": train.family, "env_id": train.env_id}
+    atomic_write(out_dir / "routing.npz", lambda tmp: np.savez(tmp, **arrays))
+    atomic_write(out_dir / "model.pt", lambda tmp: torch.save(state, tmp))
     checkpoint.unlink(missing_ok=True)
     return state
-
-
-def _save_npz(arrays: dict, path: Path) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
 
 
 def peak_memory_mb(device: torch.device) -> float:

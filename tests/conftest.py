@@ -14,6 +14,14 @@ def lotka_volterra(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def lv(lotka_volterra):
+    """The Lotka-Volterra dataset, loaded."""
+    from mixer.data import load_dataset
+
+    return load_dataset(lotka_volterra[0])
+
+
+@pytest.fixture(scope="session")
 def odebench10(tmp_path_factory):
     return build(
         tmp_path_factory,

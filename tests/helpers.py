@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import copy
+import json
 
-from mixer.config import validate_dataset_spec
+from mixer.config import validate_config, validate_dataset_spec
 from mixer.data import generate, save_dataset
 
 SMALL_TRAJECTORIES = {"train": 3, "val": 2, "test": 4, "adapt_support": 1, "adapt_query": 3}
@@ -22,3 +23,20 @@ def build(tmp_path_factory, name: str, **entry):
     out = tmp_path_factory.mktemp(name)
     meta = save_dataset(out, splits, envs, {"dataset": name, "generator": spec, **extra})
     return out, splits, envs, meta
+
+
+def validated_copy(raw: dict) -> dict:
+    """A validated deep copy of a test config (defaults filled), torch at one thread."""
+    import torch
+
+    torch.set_num_threads(1)
+    return validate_config(json.loads(json.dumps(raw)))
+
+
+def cpu_batch(dataset, split: str, trajectories: int | None = None):
+    """All environments of one split as an EnvBatch on the CPU."""
+    import torch
+
+    from mixer.batch import make_batch
+
+    return make_batch(dataset, split, {}, torch.device("cpu"), trajectories=trajectories)

@@ -14,6 +14,7 @@ from typing import ClassVar
 import numpy as np
 
 from mixer.errors import ConfigError
+from mixer.plugins import import_class
 
 SYSTEMS: dict[str, type[ODESystem]] = {}
 
@@ -114,20 +115,7 @@ def nearest_family(value: float, family_values: list[float]) -> int:
 def resolve_system(name: str) -> ODESystem:
     """An instance of the registered system ``name`` or of ``"module:Class"``."""
     if ":" in name:
-        module_name, _, class_name = name.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError as err:
-            raise ConfigError(
-                f"system '{name}': cannot import module '{module_name}' ({err}). "
-                "Fix: make the module importable (installed, or on PYTHONPATH)."
-            ) from None
-        cls = getattr(module, class_name, None)
-        if not (isinstance(cls, type) and issubclass(cls, ODESystem)):
-            raise ConfigError(
-                f"system '{name}': '{class_name}' is not an ODESystem subclass in "
-                f"module '{module_name}'. Fix: subclass mixer.data.ODESystem."
-            )
+        cls = import_class(name, ODESystem, "system")
     else:
         _load_builtin_systems()
         if name not in SYSTEMS:

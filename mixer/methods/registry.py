@@ -22,6 +22,7 @@ from functools import cache
 from pathlib import Path
 
 from mixer.errors import ConfigError
+from mixer.plugins import import_class
 
 CATALOG_FILE = Path(__file__).with_name("catalog.json")
 CATALOG_FIX = "Fix: run `mixer learners --write-catalog` after changing a built-in learner."
@@ -94,21 +95,7 @@ def import_learner(target: str):
     """The learner class named ``package.module:Class`` (importing the module runs its code)."""
     from mixer.methods.base import Learner
 
-    module_name, _, class_name = target.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ConfigError(
-            f"learner '{target}': cannot import module '{module_name}' ({err}). "
-            "Fix: make the module importable (installed, or on PYTHONPATH)."
-        ) from None
-    cls = getattr(module, class_name, None)
-    if not (isinstance(cls, type) and issubclass(cls, Learner)):
-        raise ConfigError(
-            f"learner '{target}': '{class_name}' is not a Learner subclass in module "
-            f"'{module_name}'. Fix: subclass mixer.methods.Learner."
-        )
-    return cls
+    return import_class(target, Learner, "learner")
 
 
 def learner_spec(name: str) -> LearnerSpec:

@@ -9,13 +9,12 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.batch import EnvBatch, make_batch
+from mixer.batch import EnvBatch
 from mixer.cells import resolve_cell
-from mixer.config import validate_config
-from mixer.data import load_dataset
 from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class
 from mixer.train import train_cell
+from tests.helpers import cpu_batch, validated_copy
 
 BASELINES = ("one-for-all", "coda", "cavia", "ncf")
 CTX = 2
@@ -42,17 +41,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def config():
-    torch.set_num_threads(1)
-    return validate_config(json.loads(json.dumps(TINY)))
-
-
-@pytest.fixture(scope="module")
-def lv(lotka_volterra):
-    return load_dataset(lotka_volterra[0])
-
-
-def _batch(lv, split, trajectories=None):
-    return make_batch(lv, split, {}, torch.device("cpu"), trajectories=trajectories)
+    return validated_copy(TINY)
 
 
 def _learner(config, method, n_envs, seed=0, **overrides):
@@ -86,7 +75,7 @@ def test_train_and_evaluate_cell(method, tmp_path, config, lotka_volterra):
 
 def test_joint_loop_resumes_from_its_checkpoint(tmp_path, config, lv):
     """A run stopped after a checkpoint and restarted ends where an uninterrupted run ends."""
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     full = _learner(config, "coda", train.n_envs)
     full.cfg["training"] = {**full.cfg["training"], "checkpoint_every": 1}
     full.fit(train, tmp_path / "a.pt")
@@ -229,7 +218,7 @@ def test_coda_regulariser_equals_its_formula(config):
 
 def test_coda_steps_theta_hyper_and_contexts_together(config, lv):
     """One joint step (no alternation) moves θ, H and Ξ at once."""
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     learner = _learner(config, "coda", train.n_envs)
     learner.cfg["training"] = {**learner.cfg["training"], "outer_steps": 1, "n_ctx": 0}
     learner.cfg["training"]["n_model"] = 1
@@ -248,7 +237,7 @@ def test_coda_steps_theta_hyper_and_contexts_together(config, lv):
 def test_joint_loop_raises_diverged(config, lv):
     from mixer.training import Diverged
 
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     learner = _learner(config, "one-for-all", train.n_envs)
     with torch.no_grad():
         learner.model.biases[-1].fill_(float("nan"))
@@ -258,7 +247,7 @@ def test_joint_loop_raises_diverged(config, lv):
 
 def test_ncf_pool_of_itself_is_the_plain_loss(config, lv):
     """P = 1 nearest pools each environment with itself: zero Taylor term, the order-0 loss."""
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     learner = _learner(config, "ncf", train.n_envs, ncf_pool="nearest", ncf_pool_size=1)
     with torch.no_grad():
         learner.ctx.copy_(

@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.batch import make_batch
 from mixer.cells import resolve_cell
-from mixer.config import validate_config
-from mixer.data import load_dataset
 from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class, learner_names, learner_spec
 from mixer.train import train_cell
+from tests.helpers import cpu_batch, validated_copy
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE = "meanfield:MeanField"
@@ -63,17 +61,7 @@ def tiny_config(learner: str, backbone: str | None) -> dict:
         "methods": {"m": entry},
         "device": "cpu",
     }
-    return validate_config(json.loads(json.dumps(config)))
-
-
-@pytest.fixture(scope="module")
-def lv(lotka_volterra):
-    torch.set_num_threads(1)
-    return load_dataset(lotka_volterra[0])
-
-
-def _batch(lv, split, trajectories=None):
-    return make_batch(lv, split, {}, torch.device("cpu"), trajectories=trajectories)
+    return validated_copy(config)
 
 
 def _mse(pred, batch) -> float:
@@ -83,7 +71,7 @@ def _mse(pred, batch) -> float:
 @pytest.mark.parametrize(("learner", "backbone"), cases())
 def test_contract(learner, backbone, lv):
     cfg = resolve_cell(tiny_config(learner, backbone), "lv", "default", "m", 0)
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     model = learner_class(learner)(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
     torch.manual_seed(0)
     before = model.loss(train).item()
@@ -96,7 +84,7 @@ def test_contract(learner, backbone, lv):
     routing = model.routing()
     assert routing is None or (routing.shape == (train.n_envs,) and int(routing.max()) < 3)
 
-    support = _batch(lv, "adapt_support")
+    support = cpu_batch(lv, "adapt_support")
     adapted = model.adapt(support)
     assert adapted.shape == (support.n_envs, contexts.shape[1])
     if contexts.shape[1]:  # adapting must beat the zero context on the support data

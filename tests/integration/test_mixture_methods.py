@@ -8,14 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.batch import make_batch
 from mixer.cells import resolve_cell, resolve_method
 from mixer.config import validate_config
-from mixer.data import load_dataset
 from mixer.errors import ConfigError
 from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class
 from mixer.train import train_cell
+from tests.helpers import cpu_batch, validated_copy
 
 TINY = {
     "training": {"outer_steps": 3, "n_ctx": 3, "n_model": 3, "lr_ctx": 1e-2, "lr_model": 3e-3},
@@ -44,21 +43,11 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def config():
-    torch.set_num_threads(1)
-    return validate_config(json.loads(json.dumps(TINY)))
-
-
-@pytest.fixture(scope="module")
-def lv(lotka_volterra):
-    return load_dataset(lotka_volterra[0])
-
-
-def _batch(lv, split, trajectories=None):
-    return make_batch(lv, split, {}, torch.device("cpu"), trajectories=trajectories)
+    return validated_copy(TINY)
 
 
 def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     counts = {}
     for method in ("mixer", "mixer-faithful"):
         cfg = resolve_cell(config, "test", "default", method, 0)
@@ -186,7 +175,7 @@ def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterr
 def test_warmup_clone_routes_to_one_expert_then_copies_it_into_all(config, lv):
     cfg = resolve_cell(config, "test", "default", "mixer", 0)
     cfg["gate_warmup"], cfg["gate_warmup_clone"] = 6, True  # first refit at inner step 9
-    train = _batch(lv, "train", trajectories=2)
+    train = cpu_batch(lv, "train", trajectories=2)
     learner = learner_class("mixer")(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
     stacked = list(learner.model.experts.parameters())
     assert not torch.equal(stacked[0][0], stacked[0][1])  # distinct random experts at init

@@ -16,6 +16,7 @@ from mixer.errors import ConfigError
 from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class
 from mixer.train import train_cell
+from tests.helpers import validated_copy
 
 PLRNN = {"backbone": "plrnn", "width": 8, "latent_dim": 4, "context_dim": 3, "tf_alpha": 0.3}
 TINY = {
@@ -50,8 +51,7 @@ for _entry in TINY["methods"].values():
 
 @pytest.fixture(scope="module")
 def config():
-    torch.set_num_threads(1)
-    return validate_config(json.loads(json.dumps(TINY)))
+    return validated_copy(TINY)
 
 
 @pytest.fixture(scope="module")

@@ -5,6 +5,7 @@ rule evaluate:
     input:
         model=rules.train.output.model,
         meta=rules.generate_dataset.output.meta,
+        splits=rules.generate_dataset.output.splits,
     output:
         metrics="results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json",
     log:
