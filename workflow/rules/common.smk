@@ -42,7 +42,11 @@ def cell_spec(wildcards):
     As a param it re-runs the cell whenever its method, regime, training or solver changes.
     """
     cell = resolve_cell(
-        config, wildcards.dataset, wildcards.regime, wildcards.method, int(wildcards.seed)
+        config,
+        wildcards.dataset,
+        wildcards.regime,
+        wildcards.method,
+        int(wildcards.seed),
     )
     return shlex.quote(json.dumps(cell, sort_keys=True))
 
