@@ -6,6 +6,8 @@ reads whichever exist, so a partial run gives a partial table in which nothing i
 
 - ``ok`` / ``diverged``: the status written in metrics.json (a diverged run is a result);
 - ``failed``: no metrics.json, and the cell's train or evaluate log ends with an error;
+- ``stale``: a metrics.json that is not (or no longer) the result of its folder's cell: it
+  lacks the fingerprint, carries another cell's, or its model.pt is gone or changed;
 - ``missing``: no metrics.json and no error logged (not run yet, or its folder was deleted).
 
 Outputs (each written atomically): ``runs.csv`` (tidy, every scalar metric and the provenance
@@ -23,14 +25,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mixer.errors import MixerError
 from mixer.fileio import atomic_write_text
+from mixer.identity import CELL, differences, file_sha256
 
 CELL_PATH = re.compile(
     r"(?P<dataset>[^/]+)/(?P<regime>[^/]+)/(?P<method>[^/]+)/seed(?P<seed>\d+)/metrics\.json$"
 )
 IDENTITY = ["dataset", "regime", "method", "seed"]
 GROUP = ["dataset", "regime", "method"]
-STATUSES = ["ok", "diverged", "failed", "missing"]
+STATUSES = ["ok", "diverged", "failed", "stale", "missing"]
 TABLES = {
     "runs": "runs.csv",
     "summary": "summary.csv",
@@ -103,13 +107,52 @@ def _logged_error(cell: dict, logs_dir: Path) -> str | None:
     return None
 
 
+def _read_metrics(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise MixerError(
+            f"{path} is not a readable metrics file ({err}). Fix: delete it and run the cell "
+            f"again (snakemake --cores 1 {path})."
+        ) from None
+    if not isinstance(data, dict):
+        raise MixerError(f"{path} does not hold a JSON object. Fix: delete it and rerun the cell.")
+    return data
+
+
+def stale_reason(path: Path, data: dict, cell: dict) -> str | None:
+    """Why a cell's metrics cannot be trusted as a result of its folder's cell (None: they can).
+
+    The metrics must carry the fingerprint of the cell they are filed under, and the model they
+    scored must still be there, unchanged: otherwise they describe some other model.
+    """
+    found = data.get("fingerprint")
+    if not isinstance(found, dict):
+        return (
+            "metrics.json carries no fingerprint (an older format). Fix: snakemake --cores 1 "
+            f"--force {path}"
+        )
+    wrong = differences(cell, found, CELL)
+    if wrong:
+        return f"metrics.json is of another cell: {'; '.join(wrong)}"
+    model = path.parent / "model.pt"
+    if not model.is_file():
+        return (
+            "its model.pt is gone: these metrics are of an earlier model. Fix: snakemake "
+            f"--cores 1 {path}"
+        )
+    if data.get("model_sha256") != file_sha256(model):
+        return f"model.pt changed after it was evaluated. Fix: snakemake --cores 1 --force {path}"
+    return None
+
+
 def read_cell(path, logs_dir="logs") -> dict:
     """One row of runs.csv: identity, status, reason, scalar metrics, flattened provenance."""
     path = Path(path)
     cell = cell_identity(path)
     row = {**cell, "status": "missing", "reason": "", "run_dir": path.parent.as_posix()}
     if path.is_file():
-        data = json.loads(path.read_text())
+        data = _read_metrics(path)
         per_env = data.get("per_env") or {}
         flat = _flatten({k: v for k, v in data.items() if k not in CELL_ARRAYS})
         for name in IDENTITY:  # the path is the identity; the file's copy must agree
@@ -119,6 +162,9 @@ def read_cell(path, logs_dir="logs") -> dict:
         for split, column in (("id", "n_train_envs"), ("ood", "n_adapt_envs")):
             if "env_id" in per_env.get(split, {}):
                 row[column] = len(per_env[split]["env_id"])
+        stale = stale_reason(path, data, cell)
+        if stale is not None:
+            row["status"], row["reason"] = "stale", stale
     else:
         error = _logged_error(cell, Path(logs_dir))
         if error is not None:
@@ -241,7 +287,8 @@ def to_markdown(summary: pd.DataFrame, metrics: list[str]) -> str:
         "method per dataset and regime (lower is better for errors and time, higher for",
         "purity, ARI, NMI and accuracy). `(n=k)`: the value averages k of the cell's seeds;",
         "`—`: no value. `ok/total` counts the expected cells; diverged, failed (an error was",
-        "logged) and missing (not run) cells are listed in `notes`.",
+        "logged), stale (metrics not of the cell's current model) and missing (not run) cells",
+        "are listed in `notes`.",
     ]
     header = ["regime", "method", "ok/total", *metrics, "notes"]
     current = None

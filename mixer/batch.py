@@ -41,12 +41,23 @@ def select_environments(dataset: Dataset, split: str, regime: dict) -> np.ndarra
     ids = dataset[split].env_id
     family = np.array([envs[int(i)]["family_index"] for i in ids])
     keep = np.ones(len(ids), dtype=bool)
-    if regime.get("n_families") is not None:
-        keep &= family < regime["n_families"]
-    if regime.get("envs_per_family") is not None and envs[int(ids[0])]["role"] == "train":
-        for f in np.unique(family):
+    fix = f"Fix: lower the regime's knob, or generate a larger dataset than {dataset.path}."
+    n_families = regime.get("n_families")
+    if n_families is not None:
+        held = len({e["family_index"] for e in envs.values()})
+        if n_families > held:
+            raise ConfigError(f"regime n_families {n_families}: the dataset has {held}. {fix}")
+        keep &= family < n_families
+    per_family = regime.get("envs_per_family")
+    if per_family is not None and envs[int(ids[0])]["role"] == "train":
+        for f in np.unique(family[keep]):
             rows = np.flatnonzero(keep & (family == f))
-            keep[rows[regime["envs_per_family"] :]] = False
+            if per_family > len(rows):
+                raise ConfigError(
+                    f"regime envs_per_family {per_family}: family {int(f)} of split '{split}' "
+                    f"has {len(rows)} training environments. {fix}"
+                )
+            keep[rows[per_family:]] = False
     if not keep.any():
         raise ConfigError(f"the regime {regime} keeps no environment of split '{split}'")
     return np.flatnonzero(keep)

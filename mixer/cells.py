@@ -11,7 +11,13 @@ from __future__ import annotations
 
 import copy
 
-from mixer.config import DefaultFillingValidator, _describe, schema, validate_config
+from mixer.config import (
+    DefaultFillingValidator,
+    _describe,
+    problems_error,
+    schema,
+    validate_config,
+)
 from mixer.errors import ConfigError
 from mixer.methods.registry import learner_spec
 
@@ -27,8 +33,10 @@ def resolve_method(config: dict, method: str, regime: str = "default") -> dict:
         merged = {**config[block], **entry[block]}
         errors = list(DefaultFillingValidator(schema()["$defs"][block]).iter_errors(merged))
         if errors:
-            lines = "\n".join(f"  - methods.{method}.{block}.{_describe(e)}" for e in errors)
-            raise ConfigError(f"invalid overrides of method '{method}':\n{lines}")
+            raise problems_error(
+                f"invalid overrides of method '{method}'",
+                [f"methods.{method}.{block}.{_describe(e)}" for e in errors],
+            )
         entry[block] = merged
     spec = learner_spec(entry["learner"])
     declared = spec.keys(entry.get("backbone"))

@@ -68,6 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--strict", action="store_true", help="fail on a figure that cannot be drawn")
     plot.set_defaults(run=_plot)
 
+    check = commands.add_parser(
+        "check-config",
+        help="validate config files merged as `snakemake --configfile` merges them",
+    )
+    check.add_argument(
+        "files", nargs="+", type=Path, help="e.g. config/config.yaml my.yaml (later files win)"
+    )
+    check.set_defaults(run=_check_config)
+
     learners = commands.add_parser(
         "learners", help="the registered learners and the keys each declares"
     )
@@ -84,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
         return args.run(args)
     except MixerError as err:
         print(f"mixer {args.command}: error: {err}", file=sys.stderr)
+        return 2
+    except OSError as err:  # e.g. a full disk or a read-only folder while writing a result
+        print(f"mixer {args.command}: error: {err}. Fix: free disk space or choose a writable "
+              "folder.", file=sys.stderr)  # fmt: skip
         return 2
 
 
@@ -205,6 +218,24 @@ def _plot(args) -> int:
 
     written = make_figures(args.runs, args.out_dir, strict=args.strict)
     print(f"{len(written)} figures -> {args.out_dir}")
+    return 0
+
+
+def _check_config(args) -> int:
+    # Snakemake reports a YAML error in a --configfile without its line; this names it.
+    from mixer.cells import resolve_cell
+    from mixer.config import load_config
+
+    config = load_config(*args.files)
+    cells = 0
+    for exp in config["experiments"]:
+        for dataset in exp["datasets"]:
+            for regime in exp["regimes"]:
+                for method in exp["methods"]:
+                    for seed in config["seeds"]:
+                        resolve_cell(config, dataset, regime, method, seed)
+                        cells += 1
+    print(f"ok: {len(config['datasets'])} datasets, {cells} cells")
     return 0
 
 

@@ -49,6 +49,14 @@ def _with_defaults(base):
 DefaultFillingValidator = _with_defaults(Draft202012Validator)
 
 
+def problems_error(title: str, problems: list[str], hint: str = "") -> ConfigError:
+    """One line for one problem; a list, one per line, for several."""
+    if len(problems) == 1:
+        return ConfigError(f"{title}: {problems[0]}" + (f". {hint}" if hint else ""))
+    lines = "\n".join(f"  - {p}" for p in problems)
+    return ConfigError(f"{title}:\n{lines}" + (f"\n{hint}" if hint else ""))
+
+
 def validate_config(config: dict) -> dict:
     """Fill defaults into ``config`` in place and raise one ConfigError listing every problem."""
     full = schema()
@@ -56,8 +64,7 @@ def validate_config(config: dict) -> dict:
         DefaultFillingValidator(full).iter_errors(config), key=lambda e: list(map(str, e.path))
     )
     if errors:
-        lines = "\n".join(f"  - {_describe(e)}" for e in errors)
-        raise ConfigError(f"invalid config:\n{lines}\n{SCHEMA_HINT}")
+        raise problems_error("invalid config", [_describe(e) for e in errors], SCHEMA_HINT)
     _check_generator_keys(config, full)
     _check_systems(config)
     for name, entry in config.get("methods", {}).items():
@@ -71,16 +78,43 @@ def validate_dataset_spec(name: str, spec: dict) -> dict:
     return validate_config({"datasets": {name: spec}})["datasets"][name]
 
 
-def load_config(path: str | Path) -> dict:
+def read_config_file(path: str | Path) -> dict:
+    """One YAML config file as a mapping (not validated); a YAML error names its line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {path} not found. Fix: pass an existing YAML file.")
     try:
         config = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        where = getattr(err, "problem_mark", None)
+        line = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(
+            f"config file {path} is not valid YAML{line}: {problem}. Fix: correct that line "
+            "(indent with spaces only)."
+        ) from None
     if not isinstance(config, dict):
         raise ConfigError(f"config file {path} must hold a mapping of keys at top level")
+    return config
+
+
+def merged(base: dict, update: dict) -> dict:
+    """``update`` merged into ``base`` as Snakemake merges --configfile files: mappings key by
+    key, every other value (lists included) replaced."""
+    out = copy.deepcopy(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def load_config(*paths: str | Path) -> dict:
+    """Read, merge (later files over earlier ones) and validate config files."""
+    config: dict = {}
+    for path in paths:
+        config = merged(config, read_config_file(path))
     return validate_config(config)
 
 
@@ -98,8 +132,32 @@ def _describe(error) -> str:
     if error.validator == "enum":
         return f"{where}: {error.instance!r} is not one of {error.validator_value}"
     if error.validator == "type":
-        return f"{where}: {error.instance!r} has the wrong type, expected {error.validator_value}"
+        hint = ""
+        if isinstance(error.instance, str) and _reads_as_number(error.instance):
+            hint = (
+                f" (YAML reads {error.instance} as text: write the exponent with a sign and "
+                "a decimal point, e.g. 1.0e+3, or write 1000.0)"
+            )
+        return (
+            f"{where}: {error.instance!r} has the wrong type, expected "
+            f"{error.validator_value}{hint}"
+        )
+    if error.validator == "pattern":
+        return (
+            f"{where}: name {error.instance!r} is not allowed: use letters, digits, '_', '-' "
+            "and '.', and not '.' or '..' alone (it names a folder)"
+        )
+    if error.validator == "uniqueItems":
+        return f"{where}: {error.instance} lists a value twice; give each once"
     return f"{where}: {error.message}"
+
+
+def _reads_as_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_generator_keys(config: dict, full: dict) -> None:
@@ -120,12 +178,12 @@ def _check_generator_keys(config: dict, full: dict) -> None:
             allowed = properties.get(key, {}).get("x-generators")
             if allowed and spec["generator"] not in allowed and value != defaults[key]["k"]:
                 problems.append(
-                    f"  - datasets.{name}.{key} applies to generator "
+                    f"datasets.{name}.{key} applies to generator "
                     f"{' / '.join(repr(g) for g in allowed)} only, not '{spec['generator']}'; "
                     "remove it"
                 )
     if problems:
-        raise ConfigError("invalid config:\n" + "\n".join(problems) + f"\n{SCHEMA_HINT}")
+        raise problems_error("invalid config", problems, SCHEMA_HINT)
 
 
 def _check_systems(config: dict) -> None:
@@ -198,6 +256,7 @@ def validate_method(name: str, entry: dict) -> dict:
         )
     errors = list(DefaultFillingValidator(full).iter_errors(entry))
     if errors:
-        lines = "\n".join(f"  - {where}.{_describe(e)}" for e in errors)
-        raise ConfigError(f"invalid method '{name}':\n{lines}")
+        raise problems_error(
+            f"invalid method '{name}'", [f"{where}.{_describe(e)}" for e in errors]
+        )
     return entry

@@ -15,3 +15,7 @@ class DatasetError(MixerError):
 
 class GenerationError(MixerError):
     """A dataset could not be generated (e.g. no admissible initial condition found)."""
+
+
+class ModelFileError(MixerError):
+    """A model or checkpoint file is missing, unreadable or not one the suite wrote."""

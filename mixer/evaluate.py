@@ -22,14 +22,68 @@ import torch
 from mixer import provenance
 from mixer.batch import make_batch
 from mixer.data import load_dataset
+from mixer.errors import MixerError, ModelFileError
 from mixer.fileio import atomic_write_text
+from mixer.identity import CELL, IdentityError, cell_of_folder, differences, file_sha256
 from mixer.methods import learner_class
-from mixer.train import build_learner, pick_device
+from mixer.train import MODEL_FORMAT, build_learner, pick_device
+
+
+def load_model(model_file) -> dict:
+    """A model.pt written by ``mixer train``, read without running any code (weights_only)."""
+    model_file = Path(model_file)
+    fix = "Fix: pass the model.pt that `mixer train` wrote for the cell."
+    if not model_file.is_file():
+        raise ModelFileError(f"model file {model_file} does not exist. {fix}")
+    try:
+        state = torch.load(model_file, map_location="cpu", weights_only=True)
+    except Exception as err:  # any unpickling failure: the file is not ours, or unsafe
+        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        raise ModelFileError(
+            f"{model_file} is not a model file of mixer-bench ({type(err).__name__}: {first}). "
+            f"{fix}"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise ModelFileError(
+            f"{model_file} is not a model file of this mixer-bench version (format {found!r}, "
+            f"expected {MODEL_FORMAT}). Fix: retrain the cell (mixer train, or snakemake "
+            f"--cores 1 --force {model_file})."
+        )
+    return state
+
+
+def check_identity(state: dict, model_file, dataset, out_file) -> None:
+    """Refuse a model trained on another dataset, or scored into another cell's folder."""
+    found = state["fingerprint"]
+    data_hash = dataset.meta["content_hash"]
+    if found["dataset_hash"] != data_hash:
+        raise IdentityError(
+            f"{model_file} was trained on dataset '{found['dataset']}' with content hash "
+            f"{found['dataset_hash']}, but {dataset.path} has hash {data_hash}. Fix: evaluate "
+            "it on the dataset it was trained on, or retrain it on this one."
+        )
+    folder = cell_of_folder(Path(out_file).parent)
+    if folder is not None:  # written into a run folder: it must be this model's cell
+        wrong = differences(folder, found, CELL)
+        if wrong:
+            raise IdentityError(
+                f"{model_file} is the model of cell {_cell_name(found)}, not of the folder of "
+                f"{out_file} ({'; '.join(wrong)}). Fix: write its metrics into its own cell's "
+                "folder."
+            )
+
+
+def _cell_name(cell: dict) -> str:
+    return f"{cell['dataset']}/{cell['regime']}/{cell['method']}/seed{cell['seed']}"
 
 
 def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
     model_file, out_file = Path(model_file), Path(out_file)
-    state = torch.load(model_file, weights_only=False)
+    check_writable(out_file)  # before minutes of scoring, not after
+    state = load_model(model_file)
+    dataset = load_dataset(dataset_dir)
+    check_identity(state, model_file, dataset, out_file)
     cfg = state["config"]
     metrics_out = {
         "status": state["status"],
@@ -48,9 +102,10 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
         "peak_memory_mb": state["peak_memory_mb"],
         **state["counters"],
     }
-    dataset = load_dataset(dataset_dir)
     if state["status"] == "ok":
         metrics_out.update(_score(state, cfg, dataset))
+    metrics_out["fingerprint"] = state["fingerprint"]
+    metrics_out["model_sha256"] = file_sha256(model_file)
     metrics_out["provenance"] = {
         "config": cfg,
         "dataset": str(dataset_dir),
@@ -62,6 +117,20 @@ def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
     text = json.dumps(metrics_out, indent=1, default=_json_default) + "\n"
     atomic_write_text(out_file, text)
     return metrics_out
+
+
+def check_writable(out_file: Path) -> None:
+    """Fail at once, naming the folder, when ``out_file`` could not be written."""
+    try:
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        probe = out_file.parent / f".{out_file.name}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise MixerError(
+            f"cannot write {out_file}: {err.strerror or err}. Fix: choose a writable --out "
+            "folder (and check the free disk space)."
+        ) from None
 
 
 def _score(state, cfg, dataset) -> dict:
@@ -123,14 +192,14 @@ def _score(state, cfg, dataset) -> dict:
     )
     # What the figures draw, so that they read the metrics file only (no table columns).
     gate = learner.gate_probabilities()
-    trace = state.get("routing_trace")
+    trace = np.asarray(state["routing_trace"]) if state["routing_trace"] else None
     out["contexts"] = contexts
     out["gate_probs"] = None if gate is None else gate.cpu().numpy()
-    out["routing_trace"] = None if trace is None or not len(trace) else np.asarray(trace)
+    out["routing_trace"] = trace
     routing = learner.routing()
     if routing is not None:
         out.update(metrics.routing_scores(routing.cpu().numpy(), train.family))
-        if trace is not None and len(trace):
+        if trace is not None:
             out["routing_settled_step"] = metrics.routing_settled_step(trace)
         out["routing_ood"] = learner.routing(adapted).cpu().numpy()
     if metrics.dataset_kind(dataset.meta) in metrics.LABELLED_GENERATORS:

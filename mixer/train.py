@@ -17,8 +17,12 @@ import torch
 from mixer.batch import make_batch
 from mixer.data import load_dataset
 from mixer.fileio import atomic_write
+from mixer.identity import fingerprint
 from mixer.methods import learner_class
 from mixer.training import Diverged, TrainLog
+
+# Version of the model.pt layout; a file of another version is refused, not guessed at.
+MODEL_FORMAT = 2
 
 
 def pick_device(name: str) -> torch.device:
@@ -46,6 +50,7 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     torch.manual_seed(seed)
     device = pick_device(cfg["device"])
     dataset = load_dataset(dataset_dir)
+    identity = fingerprint(cfg, dataset.meta["content_hash"])
     learner, train = build_learner(cfg, dataset, device, seed)
     checkpoint = out_dir / "checkpoint.pt"
     status, reason, log = "ok", "", TrainLog()
@@ -55,7 +60,10 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     except Diverged as err:
         status, reason = "diverged", str(err)
     wall = time.perf_counter() - began
+    # Plain values and tensors only: the file is read back with torch.load(weights_only=True).
     state = {
+        "format": MODEL_FORMAT,
+        "fingerprint": identity,
         "status": status,
         "reason": reason,
         "config": cfg,
@@ -70,7 +78,7 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
         "counters": learner.counters(),
         "device": str(device),
         "peak_memory_mb": peak_memory_mb(device),
-        "routing_trace": np.array(log.routing) if log.routing and log.routing[0] else None,
+        "routing_trace": log.routing if log.routing and log.routing[0] else None,
     }
     log.write_csv(out_dir / "train_log.csv")
     if not log.rows:

@@ -78,7 +78,7 @@ def save_dataset(out_dir: Path, splits: dict, environments: list[dict], meta: di
 def load_dataset(path: str | Path, verify_hash: bool = True) -> Dataset:
     """Load and validate a dataset folder; every failure names the file and the fix."""
     path = Path(path)
-    regenerate = f"Fix: regenerate it (snakemake --cores 1 {path / 'meta.json'} --forcerun)."
+    regenerate = f"Fix: regenerate it (snakemake --cores 1 --force {path / 'meta.json'})."
     meta_file = path / "meta.json"
     if not meta_file.is_file():
         raise DatasetError(f"{meta_file}: missing. {regenerate}")

@@ -11,6 +11,8 @@ import json
 
 import numpy as np
 
+from mixer.identity import file_sha256
+
 # rel_mse_id, rel_mse_ood, routing_purity, svm_context_accuracy of the ok cells, by method/seed.
 OK = {
     ("mixer", 0): (0.1, 0.4, 1.0, 0.8),
@@ -97,6 +99,14 @@ def metrics(method, seed, status="ok", values=(None,) * 4):
     return out
 
 
+def identity(cell, dataset, method, seed) -> dict:
+    """A stand-in model.pt in the cell, and the fingerprint and hash that tie metrics to it."""
+    (cell / "model.pt").write_bytes(f"model of {method} {seed}".encode())
+    fingerprint = {"dataset": dataset, "regime": "default", "method": method, "seed": seed}
+    fingerprint.update(dataset_hash="abc123", config_hash="c0ffee", budget={"outer_steps": 4})
+    return {"fingerprint": fingerprint, "model_sha256": file_sha256(cell / "model.pt")}
+
+
 def write_cells(tmp_path):
     """(root, expected metrics paths of two datasets, logs folder); writes the cells that ran."""
     runs, logs = tmp_path / "results" / "runs", tmp_path / "logs"
@@ -118,6 +128,7 @@ def write_cells(tmp_path):
                 data = metrics(method, seed, status, values or (None,) * 4)
                 if status == "ok":
                     data.update(cell_arrays(method, np.random.default_rng(seed)))
+                data.update(identity(cell, dataset, method, seed))
                 (cell / "metrics.json").write_text(json.dumps(data))
     # toy/single/seed3 failed with an error (its log says so); toy/mixer/seed3 never ran.
     log = logs / "train" / "toy" / "default" / "single" / "seed3.log"

