@@ -139,7 +139,7 @@ def stale_reason(path: Path, data: dict, cell: dict) -> str | None:
     if not model.is_file():
         return (
             "its model.pt is gone: these metrics are of an earlier model. Fix: snakemake "
-            f"--cores 1 {path}"
+            f"--cores 1 --force {path}"
         )
     if data.get("model_sha256") != file_sha256(model):
         return f"model.pt changed after it was evaluated. Fix: snakemake --cores 1 --force {path}"

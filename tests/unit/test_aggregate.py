@@ -44,7 +44,7 @@ def test_metrics_not_of_the_cells_current_model_are_stale(cells):
     runs = pd.read_csv(write_tables(expected, root / "tables", logs)["runs"])
     stale = runs[runs["status"] == "stale"].set_index(["method", "seed"])["reason"]
     assert "its model.pt is gone" in stale[("mixer", 0)]
-    assert "snakemake --cores 1 " in stale[("mixer", 0)]
+    assert "snakemake --cores 1 --force " in stale[("mixer", 0)]
     assert "model.pt changed after it was evaluated" in stale[("single", 0)]
     assert "another cell: seed 1 (expected 3)" in stale[("mixer", 3)]
     assert "no fingerprint" in stale[("single", 1)]
