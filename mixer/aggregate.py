@@ -1,4 +1,4 @@
-"""Tables of a benchmark: one row per expected cell, then mean ± std over seeds.
+"""Tables of a benchmark: one row per expected cell, then statistics over seeds.
 
 A cell is identified by its path ``.../{dataset}/{regime}/{method}/seed{seed}/metrics.json``.
 The aggregator is given every *expected* metrics file (the workflow passes all of them) and
@@ -11,8 +11,11 @@ reads whichever exist, so a partial run gives a partial table in which nothing i
 - ``missing``: no metrics.json and no error logged (not run yet, or its folder was deleted).
 
 Outputs (each written atomically): ``runs.csv`` (tidy, every scalar metric and the provenance
-flattened into dotted columns), ``summary.csv`` (mean, std, n of every numeric metric per
-dataset × regime × method), ``summary.md`` and ``summary.tex`` (the key metrics, best in bold).
+flattened into dotted columns), ``summary.csv`` (mean, std, n and 95% confidence interval of
+every numeric metric per dataset × regime × method, and the paired comparison of the key
+metrics against a reference method), ``summary.md`` and ``summary.tex`` (the key metrics with
+their intervals, bold only where the best method's interval separates; summary.md also has
+the paired comparisons). METHOD.md §5: "best" is claimed only where the intervals separate.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from scipy import stats
 
 from mixer.errors import MixerError
 from mixer.fileio import atomic_write_text
@@ -45,6 +49,8 @@ TABLES = {
 KEY_METRICS = [
     "rel_mse_id",
     "rel_mse_ood",
+    "rel_mse_id_median",
+    "rel_mse_ood_median",
     "mse_id",
     "mse_ood",
     "routing_purity",
@@ -60,6 +66,11 @@ NOT_METRICS = {"seed", "status", "reason", "run_dir"}
 # Per-environment arrays of metrics.json (read by the figures), left out of runs.csv even when
 # null: a learner without a gate writes ``gate_probs: null``, which is not a measurement.
 CELL_ARRAYS = ("per_env", "contexts", "gate_probs", "routing_trace", "routing_ood")
+CONFIDENCE = 0.95
+# Default method every other one is compared with, seed by seed (config key reference_method).
+REFERENCE = "single"
+# Below this many seed pairs a paired p-value is computed (summary.csv) but not claimed.
+MIN_PAIRS = 5
 
 
 def higher_is_better(metric: str) -> bool:
@@ -209,13 +220,72 @@ def key_metrics(runs: pd.DataFrame) -> list[str]:
     return [m for m in KEY_METRICS if m in present] + extra
 
 
-def summarize(runs: pd.DataFrame) -> pd.DataFrame:
-    """Per dataset × regime × method: status counts, then mean/std/n of every metric.
+def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Student-t confidence interval of the mean: mean ± t_{(1+c)/2, n-1} · std / √n.
 
-    Only cells with status ``ok`` enter the means; ``std`` is the sample standard deviation
-    (ddof = 1, NaN with fewer than two values); ``n`` is how many seeds a metric averages.
+    ``std`` is the sample standard deviation (ddof 1); (NaN, NaN) with fewer than two values.
+    """
+    values = np.asarray(values, dtype=float)
+    n = len(values)
+    if n < 2:
+        return math.nan, math.nan
+    mean = float(values.mean())
+    half = stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
+    return mean - float(half), mean + float(half)
+
+
+def paired_difference(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """(mean of values − reference, two-sided paired t-test p-value) of seed-aligned arrays.
+
+    The p-value is ``scipy.stats.ttest_rel``'s. NaN difference without pairs; NaN p-value
+    with fewer than two pairs, and where the differences have no spread (equal up to
+    rounding, e.g. deterministic timings): the t statistic is then undefined, not infinite.
+    """
+    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
+    if len(values) == 0:
+        return math.nan, math.nan
+    differences = values - reference
+    diff = float(differences.mean())
+    spread = differences.max() - differences.min()
+    if len(values) < 2 or spread <= 1e-9 * max(np.abs(values).max(), np.abs(reference).max()):
+        return diff, math.nan
+    return diff, float(stats.ttest_rel(values, reference).pvalue)
+
+
+def _finite(cells: pd.DataFrame, metric: str) -> pd.Series:
+    """The metric's finite values in ``cells``, indexed by seed."""
+    values = pd.to_numeric(cells[metric], errors="coerce")
+    values.index = cells["seed"].to_numpy()
+    return values[np.isfinite(values.to_numpy(dtype=float))].astype(float)
+
+
+def _versus_reference(ok: pd.DataFrame, reference_ok: pd.DataFrame | None, metric: str) -> dict:
+    """``{metric}_vs_ref_{diff,p,n}``: the cells of one method paired by seed with the
+    reference's, both ok (null when there is no reference to compare with)."""
+    names = [f"{metric}_vs_ref_{part}" for part in ("diff", "p", "n")]
+    if reference_ok is None:
+        return dict.fromkeys(names, math.nan)
+    pairs = pd.concat(
+        [_finite(ok, metric), _finite(reference_ok, metric)], axis=1, join="inner"
+    ).dropna()
+    diff, p = paired_difference(pairs.iloc[:, 0], pairs.iloc[:, 1])
+    return dict(zip(names, (diff, p, len(pairs)), strict=True))
+
+
+def summarize(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
+    """Per dataset × regime × method: status counts, then statistics of every metric.
+
+    Only cells with status ``ok`` enter them: ``mean``; ``std``, the sample standard deviation
+    (ddof = 1, NaN with fewer than two values); ``n``, how many seeds a metric averages;
+    ``ci_low``/``ci_high``, the 95% Student-t interval of the mean (``t_interval``, NaN when
+    n < 2). For the key metrics, the method against ``reference`` of the same dataset and
+    regime, paired by seed over the seeds where both cells are ok: ``vs_ref_diff`` (mean of
+    method − reference), ``vs_ref_p`` (paired t-test, ``scipy.stats.ttest_rel``) and
+    ``vs_ref_n`` (pairs); null for the reference itself and where it has no cell. The
+    ``reference`` column names the method compared with (empty where none).
     """
     metrics = metric_columns(runs)
+    compared = set(key_metrics(runs))
     rows = []
     for key, group in runs.groupby(GROUP, sort=False):
         row = dict(zip(GROUP, key, strict=True))
@@ -223,26 +293,60 @@ def summarize(runs: pd.DataFrame) -> pd.DataFrame:
         for status in STATUSES:
             row[status] = int((group["status"] == status).sum())
         ok = group[group["status"] == "ok"]
+        reference_ok = _reference_cells(runs, row, reference)
+        row["reference"] = reference if reference_ok is not None else ""
         for metric in metrics:
-            values = pd.to_numeric(ok[metric], errors="coerce").to_numpy(dtype=float)
-            values = values[np.isfinite(values)]
+            values = _finite(ok, metric).to_numpy()
             row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
             row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
             row[f"{metric}_n"] = len(values)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values)
+            if metric in compared:
+                row.update(_versus_reference(ok, reference_ok, metric))
         rows.append(row)
     columns = [*GROUP, "cells", *STATUSES]
-    return pd.DataFrame(rows, columns=None if rows else columns)
+    summary = pd.DataFrame(rows, columns=None if rows else columns)
+    for column in summary.columns:
+        if column.endswith("_vs_ref_n"):  # counts, null where nothing was compared
+            summary[column] = summary[column].astype("Int64")
+    return summary
+
+
+def _reference_cells(runs: pd.DataFrame, row: dict, reference: str) -> pd.DataFrame | None:
+    """The ok cells of the reference method in the row's dataset and regime; None for the
+    reference's own row and where the reference has no expected cell there."""
+    if row["method"] == reference:
+        return None
+    here = runs[
+        (runs["dataset"] == row["dataset"])
+        & (runs["regime"] == row["regime"])
+        & (runs["method"] == reference)
+    ]
+    return here[here["status"] == "ok"] if len(here) else None
 
 
 def best_rows(summary: pd.DataFrame, metric: str) -> set[int]:
-    """Index of the best row(s) per dataset × regime; none where fewer than two compete."""
+    """Index of the row per dataset × regime that is best with its interval separated.
+
+    The row with the best mean is returned only if its 95% interval overlaps none of the
+    other methods' intervals (the runner-up's and every other's, each over at least two
+    seeds): a best that the seeds cannot tell apart is not claimed. None where fewer than two
+    methods have a value.
+    """
     best = set()
+    mean, low, high = (f"{metric}_{part}" for part in ("mean", "ci_low", "ci_high"))
     for _, group in summary.groupby(["dataset", "regime"], sort=False):
-        values = group[f"{metric}_mean"].dropna()
-        if len(values) < 2:
+        competing = group[group[f"{metric}_n"] >= 1]
+        if len(competing) < 2 or (competing[f"{metric}_n"] < 2).any():
             continue
-        target = values.max() if higher_is_better(metric) else values.min()
-        best.update(values.index[values == target])
+        ranked = competing.sort_values(mean, ascending=not higher_is_better(metric))
+        top, others = ranked.iloc[0], ranked.iloc[1:]
+        if higher_is_better(metric):
+            separated = (top[low] > others[high]).all()
+        else:
+            separated = (top[high] < others[low]).all()
+        if separated:
+            best.add(ranked.index[0])
     return best
 
 
@@ -251,16 +355,32 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def _cell_text(row, metric: str) -> tuple[str, str]:
-    """(value text, footnote) of one summary cell: 'mean ± std', '—' when nothing to average."""
+    """(value text, footnote) of one summary cell: 'mean [ci_low, ci_high]' (the mean alone
+    for one seed), '—' when nothing to average."""
     n = int(row[f"{metric}_n"])
     if n == 0:
         return "—", ""
-    mean, std = row[f"{metric}_mean"], row[f"{metric}_std"]
+    mean, low, high = (row[f"{metric}_{part}"] for part in ("mean", "ci_low", "ci_high"))
     text = _number(mean)
     if n > 1:
-        std = 0.0 if std <= 1e-9 * abs(mean) else std  # equal seeds, up to rounding
-        text += f" ± {_number(std, 2)}"
+        if high - low <= 1e-9 * abs(mean):  # equal seeds, up to rounding
+            low = high = mean
+        text += f" [{_number(low, 2)}, {_number(high, 2)}]"
     return text, (f"n={n}" if n < row["cells"] else "")
+
+
+def _paired_text(row, metric: str) -> str:
+    """'diff (p=…, n=k)' of one method against the reference; 'n < 5' instead of a p-value
+    with fewer pairs, '—' without pairs."""
+    n = row[f"{metric}_vs_ref_n"]
+    if pd.isna(n) or n == 0:
+        return "—"
+    text = f"{row[f'{metric}_vs_ref_diff']:+.3g}"
+    if n < MIN_PAIRS:
+        return f"{text} (n < {MIN_PAIRS}: {n} pairs)"
+    p = row[f"{metric}_vs_ref_p"]
+    p_text = "p undefined" if pd.isna(p) else "p<0.001" if p < 0.001 else f"p={p:.2g}"
+    return f"{text} ({p_text}, n={n})"
 
 
 def _notes(row) -> str:
@@ -279,21 +399,53 @@ def table_rows(summary: pd.DataFrame, metrics: list[str]):
         yield row, cells
 
 
-def to_markdown(summary: pd.DataFrame, metrics: list[str]) -> str:
-    lines = [
+def _markdown_header(reference: str) -> list[str]:
+    return [
         "# Summary",
         "",
-        "Mean ± sample std (ddof 1) over the seeds whose cell has status `ok`. **Bold**: best",
-        "method per dataset and regime (lower is better for errors and time, higher for",
-        "purity, ARI, NMI and accuracy). `(n=k)`: the value averages k of the cell's seeds;",
-        "`—`: no value. `ok/total` counts the expected cells; diverged, failed (an error was",
-        "logged), stale (metrics not of the cell's current model) and missing (not run) cells",
-        "are listed in `notes`.",
+        "Mean and 95% confidence interval `[low, high]` over the seeds whose cell has status",
+        "`ok` (Student t: mean ± t(0.975, n−1)·std/√n with the sample std; the mean alone for",
+        "one seed). **Bold**: the best method of a dataset and regime, only where its interval",
+        "overlaps no other method's interval (each over at least two seeds); otherwise no value",
+        "is bold. Lower is better for errors and time, higher for purity, ARI, NMI and accuracy.",
+        "`(n=k)`: the value averages k of the cell's seeds; `—`: no value. `ok/total` counts the",
+        "expected cells; diverged, failed (an error was logged), stale (metrics not of the cell's",
+        "current model) and missing (not run) cells are listed in `notes`. summary.csv also has",
+        "the std of every metric.",
+        "",
+        f"Paired comparison against `{reference}`: per dataset and regime, each method's mean",
+        f"difference (method − {reference}) over the seeds where both cells are `ok`, with the",
+        f"paired t-test p-value and the number of pairs; `n < {MIN_PAIRS}`: too few pairs to claim",
+        f"a p-value (summary.csv has it). No comparison where `{reference}` has no cell.",
     ]
+
+
+def _paired_table(group: pd.DataFrame, metrics: list[str], reference: str) -> list[str]:
+    """Markdown lines of one dataset's comparison against the reference (none if nothing)."""
+    rows = group[group["reference"] == reference]
+    if rows.empty:
+        return []
+    lines = [
+        "",
+        f"### Paired comparison against {reference}",
+        "",
+        "| " + " | ".join(["regime", "method", *metrics]) + " |",
+        "|" + "|".join(["---"] * 2 + ["---:"] * len(metrics)) + "|",
+    ]
+    for _, row in rows.iterrows():
+        values = [row["regime"], row["method"], *(_paired_text(row, m) for m in metrics)]
+        lines.append("| " + " | ".join(values) + " |")
+    return lines
+
+
+def to_markdown(summary: pd.DataFrame, metrics: list[str], reference: str = REFERENCE) -> str:
+    lines = _markdown_header(reference)
     header = ["regime", "method", "ok/total", *metrics, "notes"]
     current = None
     for row, cells in table_rows(summary, metrics):
         if row["dataset"] != current:
+            if current is not None:
+                lines += _paired_table(summary[summary["dataset"] == current], metrics, reference)
             current = row["dataset"]
             lines += ["", f"## {current}", ""]
             lines.append("| " + " | ".join(header) + " |")
@@ -305,6 +457,8 @@ def to_markdown(summary: pd.DataFrame, metrics: list[str]) -> str:
             values.append(f"{text} ({note})" if note else text)
         values.append(_notes(row))
         lines.append("| " + " | ".join(values) + " |")
+    if current is not None:
+        lines += _paired_table(summary[summary["dataset"] == current], metrics, reference)
     if summary.empty:
         lines += ["", "No cells."]
     return "\n".join(lines) + "\n"
@@ -319,7 +473,8 @@ def _tex(text: str) -> str:
 def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
     header = ["dataset", "regime", "method", "ok/total", *metrics, "notes"]
     lines = [
-        "% mean ± sample std over the seeds with status ok; bold: best per dataset and regime;",
+        "% mean [95% Student-t confidence interval] over the seeds with status ok; bold: best",
+        "% per dataset and regime, only where its interval overlaps no other method's;",
         "% (n=k): averaged over k seeds; written by `mixer aggregate` (needs booktabs).",
         r"\begin{tabular}{llll" + "r" * len(metrics) + "l}",
         r"\toprule",
@@ -334,7 +489,7 @@ def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
         values = [_tex(str(row[c])) for c in GROUP] + [f"{row['ok']}/{row['cells']}"]
         for metric in metrics:
             text, note, bold = cells[metric]
-            text = text.replace(" ± ", r" $\pm$ ").replace("—", "--")
+            text = text.replace("—", "--")
             text = rf"\textbf{{{text}}}" if bold else text
             values.append(f"{text} ({note})" if note else text)
         values.append(_tex(_notes(row)))
@@ -343,15 +498,19 @@ def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_tables(metrics_paths, out_dir, logs_dir="logs") -> dict[str, Path]:
-    """Read the expected cells and write the four tables into ``out_dir``."""
+def write_tables(metrics_paths, out_dir, logs_dir="logs", reference=REFERENCE) -> dict[str, Path]:
+    """Read the expected cells and write the four tables into ``out_dir``.
+
+    ``reference``: the method every other one is compared with, seed by seed (config key
+    ``reference_method``); where it has no cell, there is no comparison.
+    """
     out_dir = Path(out_dir)
     runs = collect(metrics_paths, logs_dir)
-    summary = summarize(runs)
+    summary = summarize(runs, reference)
     shown = key_metrics(runs)
     paths = {name: out_dir / file for name, file in TABLES.items()}
     atomic_write_text(paths["runs"], runs.to_csv(index=False))
     atomic_write_text(paths["summary"], summary.to_csv(index=False))
-    atomic_write_text(paths["markdown"], to_markdown(summary, shown))
+    atomic_write_text(paths["markdown"], to_markdown(summary, shown, reference))
     atomic_write_text(paths["latex"], to_latex(summary, shown))
     return paths

@@ -60,6 +60,11 @@ def main(argv: list[str] | None = None) -> int:
     aggregate.add_argument(
         "--logs", type=Path, default=Path("logs"), help="workflow logs (tell failed from missing)"
     )
+    aggregate.add_argument(
+        "--reference",
+        default="single",
+        help="method every other one is compared with, paired by seed (default: single)",
+    )
     aggregate.set_defaults(run=_aggregate)
 
     plot = commands.add_parser("plot", help="every figure from runs.csv (and the cells' files)")
@@ -202,7 +207,7 @@ def _aggregate(args) -> int:
     if not paths:
         raise ConfigError("no cells: give metrics.json paths or --cells-file")
     try:
-        written = write_tables(paths, args.out_dir, args.logs)
+        written = write_tables(paths, args.out_dir, args.logs, args.reference)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     runs = written["runs"]

@@ -135,3 +135,26 @@ def write_cells(tmp_path):
     log.parent.mkdir(parents=True)
     log.write_text("loading\nmixer train: error: K=3 experts but only 2 training environments\n")
     return tmp_path, expected, logs
+
+
+def write_seed_cells(tmp_path, dataset, rel_mse_id) -> list:
+    """Expected metrics paths of ``dataset``'s cells, given rel_mse_id by method and seed.
+
+    ``rel_mse_id``: {method: {seed: value}}; a number is an ok cell (rel_mse_ood and the
+    errors follow from it, purity 0.5), "diverged" a diverged cell, None a missing one.
+    """
+    expected = []
+    for method, seeds in rel_mse_id.items():
+        for seed, value in seeds.items():
+            cell = tmp_path / "results" / "runs" / dataset / "default" / method / f"seed{seed}"
+            expected.append(cell / "metrics.json")
+            if value is None:
+                continue
+            cell.mkdir(parents=True)
+            if value == "diverged":
+                data = metrics(method, seed, "diverged")
+            else:
+                data = metrics(method, seed, "ok", (value, value, 0.5, None))
+            data.update(identity(cell, dataset, method, seed))
+            (cell / "metrics.json").write_text(json.dumps(data))
+    return expected

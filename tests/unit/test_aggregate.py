@@ -8,10 +8,11 @@ import shutil
 
 import pandas as pd
 import pytest
+from scipy import stats
 
 from mixer.aggregate import cell_identity, higher_is_better, write_tables
 from mixer.errors import MixerError
-from tests.unit.fake_cells import write_cells
+from tests.unit.fake_cells import write_cells, write_seed_cells
 
 
 @pytest.fixture
@@ -125,7 +126,7 @@ def test_summary_means_stds_counts(cells):
 def test_summary_markdown_bold_and_counts(cells):
     root, expected, logs = cells
     text = write_tables(expected, root / "tables", logs)["markdown"].read_text()
-    toy = text.split("## toy")[1].split("## solo")[0]
+    toy = text.split("## toy")[1].split("### Paired")[0]
     lines = {line.split("|")[2].strip(): line for line in toy.splitlines() if "| default" in line}
     header = next(line for line in text.splitlines() if line.startswith("| regime"))
     columns = [c.strip() for c in header.strip("|").split("|")]
@@ -137,22 +138,121 @@ def test_summary_markdown_bold_and_counts(cells):
     mixer, single = cells_of["mixer"], cells_of["single"]
     assert mixer["ok/total"] == "2/4" and single["ok/total"] == "3/4"
     assert mixer["notes"] == "1 diverged, 1 missing" and single["notes"] == "1 failed"
-    # Lower is better for errors, higher for purity; "(n=k)" when fewer seeds than cells.
-    assert mixer["rel_mse_id"] == "**0.2 ± 0.14** (n=2)"
-    assert single["rel_mse_id"] == "0.6 ± 0.1 (n=3)"
-    assert single["rel_mse_ood"] == "**0.2 ± 0** (n=3)" and "**" not in mixer["rel_mse_ood"]
-    assert mixer["routing_purity"].startswith("**0.9 ±") and "**" not in single["routing_purity"]
-    assert (
-        mixer["seconds_per_outer_step"].startswith("0.5")
-        and "**" in single["seconds_per_outer_step"]
-    )
+    # Mean [95% interval]; "(n=k)" when fewer seeds than cells. The better means (mixer's
+    # rel_mse_id and purity, single's rel_mse_ood) are not bold: the intervals overlap.
+    assert mixer["rel_mse_id"] == "0.2 [-1.1, 1.5] (n=2)"
+    assert single["rel_mse_id"] == "0.6 [0.35, 0.85] (n=3)"
+    assert single["rel_mse_ood"] == "0.2 [0.2, 0.2] (n=3)"
+    assert "**" not in mixer["routing_purity"] + single["routing_purity"]
+    # Timings equal over seeds: degenerate intervals that separate, lower is better.
+    assert mixer["seconds_per_outer_step"] == "0.5 [0.5, 0.5] (n=2)"
+    assert single["seconds_per_outer_step"] == "**0.25 [0.25, 0.25]** (n=3)"
+    assert sum(line.count("**") for line in lines.values()) == 2
     assert single["context_kmeans_ari"] == "—"
     # A dataset with one method has nothing to compare: no bold.
     solo = text.split("## solo")[1]
     assert "**" not in solo and "2/4" in solo and "2 missing" in solo
     latex = (root / "tables" / "summary.tex").read_text()
-    assert r"\textbf{0.2 $\pm$ 0.14} (n=2)" in latex and r"rel\_mse\_id" in latex
+    assert r"\textbf{0.25 [0.25, 0.25]} (n=3)" in latex and r"rel\_mse\_id" in latex
+    assert "0.2 [-1.1, 1.5] (n=2)" in latex and "95% Student-t" in latex
     assert "1 diverged, 1 missing" in latex
+
+
+def test_confidence_interval_by_hand(cells, tmp_path):
+    root, expected, logs = cells
+    summary = pd.read_csv(write_tables(expected, root / "tables", logs)["summary"])
+    row = summary.set_index(["dataset", "method"])
+    # single: 0.5, 0.7, 0.6 -> mean 0.6, std 0.1; t(0.975, 2) = 4.3027 (t table):
+    # 0.6 ± 4.3027 × 0.1 / √3 = 0.6 ± 0.24841.
+    single = row.loc[("toy", "single")]
+    assert single["rel_mse_id_ci_low"] == pytest.approx(0.35159, abs=1e-5)
+    assert single["rel_mse_id_ci_high"] == pytest.approx(0.84841, abs=1e-5)
+    # mixer: 0.1, 0.3 -> mean 0.2, std √0.02; t(0.975, 1) = 12.706: 0.2 ± 12.706 × 0.1.
+    mixer = row.loc[("toy", "mixer")]
+    assert mixer["rel_mse_id_ci_low"] == pytest.approx(-1.0706, abs=1e-4)
+    assert mixer["rel_mse_id_ci_high"] == pytest.approx(1.4706, abs=1e-4)
+    # One seed: no interval (null in summary.csv), the mean alone in summary.md.
+    one = write_seed_cells(tmp_path / "one", "toy", {"a": {0: 0.3}, "b": {0: 0.1, 1: 0.2}})
+    paths = write_tables(one, tmp_path / "one" / "tables", reference="b")
+    lone = pd.read_csv(paths["summary"]).set_index("method").loc["a"]
+    assert lone["rel_mse_id_n"] == 1 and math.isnan(lone["rel_mse_id_ci_low"])
+    assert math.isnan(lone["rel_mse_id_ci_high"])
+    assert "| default | a | 1/1 | 0.3 |" in paths["markdown"].read_text()
+
+
+def _md_row(text: str, method: str, after: str = "") -> list[str]:
+    """Cells of ``method``'s first table row in ``text`` after the line ``after``."""
+    lines = text.split(after)[1] if after else text
+    row = next(line for line in lines.splitlines() if line.startswith(f"| default | {method} |"))
+    return [c.strip() for c in row.strip("|").split("|")]
+
+
+def test_paired_comparison_against_scipy(tmp_path):
+    # Pairs are the seeds where both cells are ok: 0-4 (mixer 5 diverged, 6 has no single).
+    mixer = {4: 0.35, 2: 0.41, 0: 0.30, 1: 0.25, 3: 0.22, 5: "diverged", 6: 0.1}
+    single = {0: 0.40, 1: 0.31, 2: 0.38, 3: 0.30, 4: 0.52, 5: 0.45}
+    expected = write_seed_cells(tmp_path, "toy", {"single": single, "mixer": mixer})
+    paths = write_tables(expected, tmp_path / "tables")
+    row = pd.read_csv(paths["summary"]).set_index("method").loc["mixer"]
+    ours, theirs = [0.30, 0.25, 0.41, 0.22, 0.35], [0.40, 0.31, 0.38, 0.30, 0.52]
+    p = stats.ttest_rel(ours, theirs).pvalue
+    # (−0.10 − 0.06 + 0.03 − 0.08 − 0.17) / 5 = −0.076
+    assert row["rel_mse_id_vs_ref_diff"] == pytest.approx(-0.076)
+    assert row["rel_mse_id_vs_ref_p"] == pytest.approx(p)
+    assert row["rel_mse_id_vs_ref_n"] == 5 and row["reference"] == "single"
+    # Equal differences over the seeds (timings): no spread, no p-value.
+    assert row["seconds_per_outer_step_vs_ref_diff"] == pytest.approx(0.25)
+    assert math.isnan(row["seconds_per_outer_step_vs_ref_p"])
+    reference = pd.read_csv(paths["summary"]).set_index("method").loc["single"]
+    assert math.isnan(reference["rel_mse_id_vs_ref_n"])  # the reference is not compared
+    text = paths["markdown"].read_text()
+    cells = _md_row(text, "mixer", "### Paired comparison against single")
+    assert cells[2] == f"-0.076 (p={p:.2g}, n=5)" and "n < 5" not in text.split("## toy")[1]
+    assert cells[-1] == "+0.25 (p undefined, n=5)"  # seconds_per_outer_step
+
+
+def test_fewer_than_five_pairs_claim_no_p_value(cells):
+    root, expected, logs = cells
+    text = write_tables(expected, root / "tables", logs)["markdown"].read_text()
+    cells = _md_row(text, "mixer", "### Paired comparison against single")
+    assert cells[2] == "-0.4 (n < 5: 2 pairs)"  # rel_mse_id: mixer seeds 0, 1 vs single's
+    assert "p=" not in text
+
+
+def test_no_comparison_without_the_reference(cells):
+    root, expected, logs = cells
+    paths = write_tables(expected, root / "tables", logs)
+    text = paths["markdown"].read_text()
+    assert text.count("### Paired comparison") == 1  # toy only: solo has no single cell
+    assert "Paired comparison" not in text.split("## solo")[1]
+    summary = pd.read_csv(paths["summary"]).set_index(["dataset", "method"])
+    assert math.isnan(summary.loc[("solo", "mixer"), "rel_mse_id_vs_ref_n"])
+    paths = write_tables(expected, root / "other", logs, reference="nobody")
+    assert "### Paired comparison" not in paths["markdown"].read_text()
+    summary = pd.read_csv(paths["summary"])
+    assert summary["rel_mse_id_vs_ref_n"].isna().all() and summary["reference"].isna().all()
+
+
+def test_bold_only_where_the_intervals_separate(tmp_path):
+    cases = {
+        # a: 0.11 ± 4.3027 × 0.01/√3 = [0.085, 0.135]; b: [0.485, 0.535]: separated.
+        "clear": {"a": {0: 0.10, 1: 0.11, 2: 0.12}, "b": {0: 0.50, 1: 0.52, 2: 0.51}},
+        # a: 0.2 ± 0.248 overlaps b: 0.3 ± 0.124; a has the best mean but no bold.
+        "close": {"a": {0: 0.10, 1: 0.20, 2: 0.30}, "b": {0: 0.25, 1: 0.30, 2: 0.35}},
+        # a separates from the runner-up b, not from c (0.9 ± 1.74): no bold either.
+        "wide": {
+            "a": {0: 0.10, 1: 0.11, 2: 0.12},
+            "b": {0: 0.50, 1: 0.52, 2: 0.51},
+            "c": {0: 0.2, 1: 1.6, 2: 0.9},
+        },
+    }
+    expected = [p for name, case in cases.items() for p in write_seed_cells(tmp_path, name, case)]
+    text = write_tables(expected, tmp_path / "tables", reference="b")["markdown"].read_text()
+    sections = {part.split("\n")[0]: part for part in text.split("\n## ")[1:]}
+    assert _md_row(sections["clear"], "a")[3] == "**0.11 [0.085, 0.13]**"
+    assert "**" not in _md_row(sections["clear"], "b")[3]
+    assert _md_row(sections["close"], "a")[3] == "0.2 [-0.048, 0.45]"
+    assert "**" not in sections["close"] + sections["wide"]
 
 
 def test_tables_of_nothing_yet(tmp_path):
@@ -170,7 +270,8 @@ def test_cli_reads_a_cells_file_and_rejects_other_paths(cells, capsys):
     listing.write_text("\n".join(str(p) for p in expected[1:]) + "\n")
     out = root / "cli_tables"
     args = ["aggregate", "--out-dir", str(out), "--logs", str(logs), "--cells-file", str(listing)]
-    assert main([*args, str(expected[0])]) == 0
+    assert main([*args, str(expected[0]), "--reference", "mixer"]) == 0
     assert len(pd.read_csv(out / "runs.csv")) == len(expected)
+    assert "### Paired comparison against mixer" in (out / "summary.md").read_text()
     assert main(["aggregate", "--out-dir", str(out), str(root / "metrics.json")]) == 2
     assert "not a cell's metrics file" in capsys.readouterr().err
