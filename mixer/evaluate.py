@@ -161,8 +161,8 @@ def _score(state, cfg, dataset) -> dict:
     out = {
         "mse_id": float(mse_id.mean()),
         "mse_ood": float(mse_ood.mean()),
-        "rel_mse_id": float(rel_id.mean()),
-        "rel_mse_ood": float(rel_ood.mean()),
+        **metrics.mean_and_median("rel_mse_id", rel_id),
+        **metrics.mean_and_median("rel_mse_ood", rel_ood),
         "mse_ood_in_range": float(mse_ood[inside].mean()) if inside.any() else None,
         "mse_ood_out_of_range": float(mse_ood[~inside].mean()) if (~inside).any() else None,
         "per_env": {

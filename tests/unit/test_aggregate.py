@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mixer.aggregate import cell_identity, higher_is_better, write_tables
+from mixer.aggregate import cell_identity, write_tables
 from mixer.errors import MixerError
+from mixer.summary import higher_is_better
 from tests.unit.fake_cells import write_cells, write_seed_cells
 
 

@@ -91,7 +91,16 @@ def partial_report():
     runs = rules.aggregate.output.runs
     tables, figures = Path(runs).parent, Path(rules.plots.output[0]).parent
     try:
-        mixer(["aggregate", "--out-dir", str(tables), *metrics_targets()])
+        mixer(
+            [
+                "aggregate",
+                "--reference",
+                config["reference_method"],
+                "--out-dir",
+                str(tables),
+                *metrics_targets(),
+            ]
+        )
         mixer(["plot", "--runs", runs, "--out-dir", str(figures)])
     except Exception as err:
         print(f"partial report failed: {type(err).__name__}: {err}")

@@ -23,11 +23,13 @@ rule aggregate:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py", "fileio.py"),
+        code=source_hash("aggregate.py", "summary.py", "fileio.py"),
+        reference=config["reference_method"],
     message:
         "Aggregating every expected cell into tables"
     shell:
-        "mixer aggregate --out-dir $(dirname {output.runs}) {input.metrics} > {log} 2>&1"
+        "mixer aggregate --reference {params.reference} --out-dir $(dirname {output.runs})"
+        " {input.metrics} > {log} 2>&1"
 
 
 # The figures read runs.csv, then the metrics.json of every cell it lists and, for family
@@ -89,7 +91,7 @@ rule plots:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py", "plots", "fileio.py"),
+        code=source_hash("aggregate.py", "summary.py", "plots", "fileio.py"),
     message:
         "Drawing the figures"
     shell:
