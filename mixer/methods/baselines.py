@@ -25,6 +25,8 @@ from mixer.batch import EnvBatch
 from mixer.methods.base import Learner, MixtureTrajectories, register_method
 from mixer.models import VectorField, backbone_class, build_mixture, rollout
 from mixer.models.base import StackedLayers, activation_fn, apply_layers, mlp_sizes
+from mixer.models.ncf import taylor_field as ncf_taylor_field
+from mixer.models.shared import shared_mlp_field
 from mixer.training import train_alternating, train_joint
 
 
@@ -253,16 +255,7 @@ class NCFLearner(_ContextBaseline):
             lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,)
         )
         base = replace(experts.env_weights(route, pool_ctx), first_bias=weights)
-
-        def corrected(t, x):
-            value, slope = jvp(
-                lambda bias: experts.field(replace(base, first_bias=bias), x),
-                (base.first_bias,),
-                (tangent,),
-            )
-            return value + slope
-
-        return VectorField(corrected)
+        return VectorField(ncf_taylor_field(experts, base, tangent))
 
     def loss(self, batch, envs=None):
         sub = batch.subset(envs)
@@ -312,15 +305,7 @@ class CAVIALearner(_Baseline):
 
     def field(self, phi: Tensor) -> VectorField:
         """f([x, φ_e]) for φ [E, d_φ]; φ's part of the first layer is folded into its bias."""
-        n_env = phi.shape[0]
-        layers = [
-            (w.expand(n_env, *w.shape[1:]), b.expand(n_env, *b.shape[1:]))
-            for w, b in zip(self.model.weights, self.model.biases, strict=True)
-        ]
-        (w1, b1), rest = layers[0], layers[1:]
-        w_state, w_phi = w1[:, :, : self.state_dim], w1[:, :, self.state_dim :]
-        bias = b1 + torch.bmm(w_phi, phi.unsqueeze(2)).squeeze(2)
-        return VectorField(lambda t, x: apply_layers([(w_state, bias), *rest], x, self.act))
+        return VectorField(shared_mlp_field(self.model, phi, self.state_dim, self.act))
 
     def inner_loop(
         self, support: EnvBatch, steps: int, create_graph: bool, first_order: bool = False
