@@ -92,42 +92,58 @@ class MaskedAdaptive:
 
     @torch.no_grad()
     def step(self, active_experts: torch.Tensor | None = None):
+        """One update of every parameter with a gradient, in place and without host syncs.
+
+        An expert-stacked parameter's rows are masked through per-row interpolation
+        weights: a row of an inactive expert gets weight 0, so its moments and value stay
+        exactly as they are, with no ``where`` and no temporary copies of the moments.
+        """
         for group in self.param_groups:
-            beta1, beta2 = group["betas"]
-            for p in group["params"]:
-                if p.grad is None:
-                    continue
-                state = self.state.setdefault(p, {})
-                stacked = is_expert_stacked(p) and active_experts is not None
-                if not state:
-                    state["m"] = torch.zeros_like(p)
-                    state["s"] = torch.zeros_like(p)
+            beta1, beta2, eps, lr = group["betas"] + (group["eps"], group["lr"])
+            belief = group["belief"]
+            params = [p for p in group["params"] if p.grad is not None]
+            for p in params:
+                if p not in self.state:
                     rows = p.shape[0] if is_expert_stacked(p) else 1
-                    state["t"] = torch.zeros(rows, dtype=p.dtype, device=p.device)
-                g = p.grad
-                m = state["m"].mul(beta1).add_(g, alpha=1 - beta1)
-                second = (g - m) if group["belief"] else g
-                s = state["s"].mul(beta2).addcmul_(second, second, value=1 - beta2)
-                if group["belief"]:
-                    s.add_(group["eps"])
-                t = state["t"] + 1
-                if stacked:
-                    mask = active_experts.to(p.device)
-                    t = torch.where(mask, t, state["t"])
-                    view = (-1,) + (1,) * (p.dim() - 1)
-                    row_mask = mask.view(view)
-                    m = torch.where(row_mask, m, state["m"])
-                    s = torch.where(row_mask, s, state["s"])
-                bias1 = 1 - beta1 ** t.clamp(min=1)
-                bias2 = 1 - beta2 ** t.clamp(min=1)
-                if is_expert_stacked(p):
-                    shape = (-1,) + (1,) * (p.dim() - 1)
-                    bias1, bias2 = bias1.view(shape), bias2.view(shape)
-                update = (m / bias1) / ((s / bias2).sqrt() + group["eps"])
-                if stacked:
-                    update = update * row_mask
-                p.sub_(group["lr"] * update)
-                state["m"], state["s"], state["t"] = m, s, t
+                    self.state[p] = {
+                        "m": torch.zeros_like(p),
+                        "s": torch.zeros_like(p),
+                        "t": torch.zeros(rows, dtype=p.dtype, device=p.device),
+                    }
+            states = [self.state[p] for p in params]
+            ts = [state["t"] for state in states]
+            mask = None
+            if active_experts is not None:
+                mask = active_experts.to(ts[0].dtype) if ts else None
+            # Step counts: +1, or +mask on the rows of expert-stacked parameters.
+            plain = [i for i, p in enumerate(params) if mask is None or not is_expert_stacked(p)]
+            if plain:
+                torch._foreach_add_([ts[i] for i in plain], 1.0)
+            for i in range(len(params)):
+                if i not in plain:
+                    ts[i].add_(mask.to(ts[i].device))
+            for p, state, t in zip(params, states, ts, strict=True):
+                g, m, s = p.grad, state["m"], state["s"]
+                view = (-1,) + (1,) * (p.dim() - 1) if t.numel() > 1 else ()
+                if mask is not None and is_expert_stacked(p):
+                    on = mask.to(p.device).view(view)
+                    w1, w2 = (1 - beta1) * on, (1 - beta2) * on
+                else:
+                    on, w1, w2 = None, 1 - beta1, 1 - beta2
+                m.lerp_(g, w1)  # m ← β1 m + (1 − β1) g
+                second = g - m if belief else g.clone()
+                second.mul_(second)
+                if belief:  # s ← β2 s + (1 − β2)(g − m)² + ε
+                    second.add_(eps / (1 - beta2))
+                s.lerp_(second, w2)
+                t_now = t.clamp(min=1)
+                scale = lr / (1 - beta1**t_now)
+                root_bias = (1 - beta2**t_now).sqrt()
+                if on is not None:
+                    scale = scale * on.view(-1)
+                denom = s.sqrt().div_(root_bias.view(view) if view else root_bias).add_(eps)
+                step = m / denom
+                p.sub_(step.mul_(scale.view(view) if view else scale))
 
     @torch.no_grad()
     def reset_expert_state(self) -> None:

@@ -7,9 +7,11 @@ and hooks (gate refit, routing record). One outer step:
     n_ctx   times: Ξ ← opt_ctx step on L(θ, Ξ) + β_ξ/2 ||Ξ − Ξ_old||²   (hook after each inner step)
     n_model times: θ ← opt_θ   step on L(θ, Ξ) + β_θ/2 ||θ − θ_old||²   (hook after each inner step)
 
-The proximal terms are plain squared distances (not divided by the parameter count, which
-made them negligible in the reference code). Host synchronisation happens once per outer
-step, where the loss is logged and checked for NaN/inf.
+The proximal terms are plain squared distances by default (not divided by the parameter
+count, which made them negligible in the reference code); they are added to the gradients
+in place, grad += β s (θ − θ_old), with a per-tensor scale s (1, or 1/numel for the mean).
+Host synchronisation happens once per outer step, where the loss is logged and checked for
+NaN/inf.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import os
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -49,8 +52,44 @@ class TrainLog:
         os.replace(tmp, path)
 
 
-def _proximal(params, anchors):
-    return sum(((p - a) ** 2).sum() for p, a in zip(params, anchors, strict=True))
+def proximal_scales(params, mode: str = "sum") -> list[float]:
+    """Per-tensor scale of the proximal pull: 1 for a plain sum, 1/numel for a mean."""
+    if mode == "sum":
+        return [1.0] * len(params)
+    if mode == "mean":
+        return [1.0 / p.numel() for p in params]
+    raise ValueError(f"unknown proximal scale {mode!r}; valid: sum, mean")
+
+
+def add_proximal_(params, anchors, beta: float, scales) -> None:
+    """grad += β s (p − anchor), in place: the gradient of β/2 s ||p − anchor||² per tensor."""
+    if not beta:
+        return
+    diffs = torch._foreach_sub([p.detach() for p in params], anchors)
+    if any(scale != 1.0 for scale in scales):
+        torch._foreach_mul_(diffs, list(scales))
+    torch._foreach_add_([p.grad for p in params], diffs, alpha=beta)
+
+
+@contextmanager
+def _gradient_only_for(params, frozen):
+    """Turn requires_grad off on ``frozen`` (those that had it) for the duration."""
+    ids = {id(p) for p in params}
+    switched = [p for p in frozen if p.requires_grad and id(p) not in ids]
+    for p in switched:
+        p.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for p in switched:
+            p.requires_grad_(True)
+
+
+def _set_grads(params, loss) -> None:
+    """Gradients of ``loss`` with respect to ``params`` only (nothing else is computed)."""
+    grads = torch.autograd.grad(loss, params, allow_unused=True)
+    for p, g in zip(params, grads, strict=True):
+        p.grad = torch.zeros_like(p) if g is None else g
 
 
 def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None) -> TrainLog:
@@ -63,8 +102,12 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
             optionally ``attach_optimizers(opt_ctx, opt_model)``, called once the optimisers
             exist (and after a resume).
         cfg: the method's ``training`` block (outer_steps, n_ctx, n_model, lr_ctx, lr_model,
-            optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every).
+            optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every; and
+            ``proximal_norm``, "sum" or "mean", see :func:`proximal_scales`).
         checkpoint: file to resume from and to write every ``checkpoint_every`` outer steps.
+
+    Each phase differentiates with respect to its own parameters only: the other group's
+    ``requires_grad`` is off during its steps, so no gradient is computed for it.
 
     Raises:
         Diverged: when the loss becomes non-finite (the caller records the status).
@@ -72,20 +115,18 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
     ctx_params, model_params = learner.context_parameters(), learner.model_parameters()
     opt_ctx = make_optimizer(cfg["optimizer"], ctx_params, cfg["lr_ctx"])
     opt_model = make_optimizer(cfg["optimizer"], model_params, cfg["lr_model"])
-    log = TrainLog()
-    start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        learner.load_state_dict(state["learner"])
-        opt_ctx.load_state_dict(state["opt_ctx"])
-        opt_model.load_state_dict(state["opt_model"])
-        log = state["log"]
-        start = state["outer_step"]
-        learner.generator.set_state(state["generator"])
-        print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
+    optimizers = {"opt_ctx": opt_ctx, "opt_model": opt_model}
+    log, start = _resume(checkpoint, learner, optimizers)
     attach = getattr(learner, "attach_optimizers", None)
     if attach is not None:
         attach(opt_ctx, opt_model)
+    mode = cfg["proximal_norm"]
+    phases = [
+        (ctx_params, opt_ctx, cfg["n_ctx"], cfg["proximal_ctx"], proximal_scales(ctx_params, mode)),
+        (model_params, opt_model, cfg["n_model"], cfg["proximal_model"],
+         proximal_scales(model_params, mode)),
+    ]  # fmt: skip
+    everything = [*ctx_params, *model_params]
     n_outer = cfg["outer_steps"]
     for outer in range(start, n_outer):
         began = time.perf_counter()
@@ -93,40 +134,24 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
         for group in opt_model.param_groups:
             group["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
         losses = []
-        for params, opt, n_inner, beta in (
-            (ctx_params, opt_ctx, cfg["n_ctx"], cfg["proximal_ctx"]),
-            (model_params, opt_model, cfg["n_model"], cfg["proximal_model"]),
-        ):
+        for params, opt, n_inner, beta, scales in phases:
+            if not params:
+                continue
             anchors = [p.detach().clone() for p in params]
-            for _ in range(n_inner):
-                envs = _env_subset(learner, batch, cfg.get("env_batch"))
-                opt_ctx.zero_grad(set_to_none=True)
-                opt_model.zero_grad(set_to_none=True)
-                loss = learner.loss(batch, envs)
-                (loss + 0.5 * beta * _proximal(params, anchors)).backward()
-                opt.step(learner.active_experts() if opt is opt_model else None)
-                log.inner_steps += 1
-                learner.after_inner_step(batch, log.inner_steps)
-                losses.append(loss.detach())
-        mean_loss = torch.stack(losses).mean().item()  # the one host sync of the outer step
-        log.seconds += time.perf_counter() - began
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
+            with _gradient_only_for(params, everything):
+                for _ in range(n_inner):
+                    envs = _env_subset(learner, batch, cfg.get("env_batch"))
+                    loss = learner.loss(batch, envs)
+                    _set_grads(params, loss)
+                    add_proximal_(params, anchors, beta, scales)
+                    opt.step(learner.active_experts() if opt is opt_model else None)
+                    log.inner_steps += 1
+                    learner.after_inner_step(batch, log.inner_steps)
+                    losses.append(loss.detach())
+            opt.zero_grad(set_to_none=True)
         routing = learner.routing()
-        log.routing.append(routing.tolist() if routing is not None else [])
-        log.rows.append(
-            {
-                "outer_step": outer + 1,
-                "inner_steps": log.inner_steps,
-                "loss": mean_loss,
-                "lr_model": opt_model.param_groups[0]["lr"],
-                "seconds": round(log.seconds, 4),
-                **learner.log_extras(),
-            }
-        )
-        every = cfg.get("checkpoint_every") or 0
-        if checkpoint is not None and every and (outer + 1) % every == 0 and outer + 1 < n_outer:
-            _save_checkpoint(checkpoint, learner, opt_ctx, opt_model, log, outer + 1)
+        _end_outer_step(log, outer, losses, began, opt_model, learner, routing)
+        _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers, log)
     return log
 
 
@@ -137,13 +162,49 @@ def _env_subset(learner, batch, size):
     return torch.randperm(batch.n_envs, generator=learner.generator)[:size]
 
 
-def _save_checkpoint(path: Path, learner, opt_ctx, opt_model, log, outer_step):
+def _resume(checkpoint: Path | None, learner, optimizers: dict) -> tuple[TrainLog, int]:
+    """(log, first outer step): a fresh start, or the state of ``checkpoint`` if it exists."""
+    if checkpoint is None or not checkpoint.is_file():
+        return TrainLog(), 0
+    state = torch.load(checkpoint, weights_only=False)
+    learner.load_state_dict(state["learner"])
+    for key, opt in optimizers.items():
+        opt.load_state_dict(state[key])
+    learner.generator.set_state(state["generator"])
+    start = state["outer_step"]
+    print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
+    return state["log"], start
+
+
+def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing) -> None:
+    """The one host synchronisation of an outer step: mean loss, NaN check, log row."""
+    mean_loss = torch.stack(losses).mean().item()
+    log.seconds += time.perf_counter() - began
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
+    log.routing.append(routing.tolist() if routing is not None else [])
+    log.rows.append(
+        {
+            "outer_step": outer + 1,
+            "inner_steps": log.inner_steps,
+            "loss": mean_loss,
+            "lr_model": opt.param_groups[0]["lr"],
+            "seconds": round(log.seconds, 4),
+            **learner.log_extras(),
+        }
+    )
+
+
+def _maybe_checkpoint(path, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:
+    """Every ``checkpoint_every`` outer steps (not after the last): write, then rename."""
+    every = cfg.get("checkpoint_every") or 0
+    if path is None or not every or (outer + 1) % every or outer + 1 >= n_outer:
+        return
     state = {
         "learner": learner.state_dict(),
-        "opt_ctx": opt_ctx.state_dict(),
-        "opt_model": opt_model.state_dict(),
+        **{key: opt.state_dict() for key, opt in optimizers.items()},
         "log": log,
-        "outer_step": outer_step,
+        "outer_step": outer + 1,
         "generator": learner.generator.get_state(),
     }
     tmp = path.with_suffix(".tmp")
@@ -171,16 +232,8 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
     if ctx_params:
         groups.append({"params": ctx_params, "lr": cfg["lr_ctx"]})
     opt = make_optimizer(cfg["optimizer"], groups, cfg["lr_model"])
-    log = TrainLog()
-    start = 0
-    if checkpoint is not None and checkpoint.is_file():
-        state = torch.load(checkpoint, weights_only=False)
-        learner.load_state_dict(state["learner"])
-        opt.load_state_dict(state["opt"])
-        log = state["log"]
-        start = state["outer_step"]
-        learner.generator.set_state(state["generator"])
-        print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
+    optimizers = {"opt": opt}
+    log, start = _resume(checkpoint, learner, optimizers)
     n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
     for outer in range(start, n_outer):
         began = time.perf_counter()
@@ -195,31 +248,6 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
             opt.step()
             log.inner_steps += 1
             losses.append(loss.detach())
-        mean_loss = torch.stack(losses).mean().item()
-        log.seconds += time.perf_counter() - began
-        if not math.isfinite(mean_loss):
-            raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
-        log.routing.append([])
-        log.rows.append(
-            {
-                "outer_step": outer + 1,
-                "inner_steps": log.inner_steps,
-                "loss": mean_loss,
-                "lr_model": opt.param_groups[0]["lr"],
-                "seconds": round(log.seconds, 4),
-                **learner.log_extras(),
-            }
-        )
-        every = cfg.get("checkpoint_every") or 0
-        if checkpoint is not None and every and (outer + 1) % every == 0 and outer + 1 < n_outer:
-            state = {
-                "learner": learner.state_dict(),
-                "opt": opt.state_dict(),
-                "log": log,
-                "outer_step": outer + 1,
-                "generator": learner.generator.get_state(),
-            }
-            tmp = checkpoint.with_suffix(".tmp")
-            torch.save(state, tmp)
-            os.replace(tmp, checkpoint)
+        _end_outer_step(log, outer, losses, began, opt, learner, None)
+        _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers, log)
     return log

@@ -11,7 +11,7 @@ from mixer.methods.keys import CONTEXT_DIM
 from mixer.methods.mlp_field import MLPFieldLearner
 from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
-from mixer.models.base import apply_layers
+from mixer.models.shared import shared_mlp_field
 from mixer.training import train_joint
 
 
@@ -60,10 +60,7 @@ class CAVIALearner(MLPFieldLearner):
 
     def field(self, phi: Tensor) -> VectorField:
         """f([x, φ_e]) for φ [E, d_φ]; φ's part of the first layer is folded into its bias."""
-        (w1, b1), *rest = self.shared_layers(phi.shape[0])
-        w_state, w_phi = w1[:, :, : self.state_dim], w1[:, :, self.state_dim :]
-        bias = b1 + torch.bmm(w_phi, phi.unsqueeze(2)).squeeze(2)
-        return VectorField(lambda t, x: apply_layers([(w_state, bias), *rest], x, self.act))
+        return VectorField(shared_mlp_field(self.model, phi, self.state_dim, self.act))
 
     def inner_loop(
         self, support: EnvBatch, steps: int, create_graph: bool, first_order: bool = False

@@ -26,13 +26,6 @@ class MLPFieldLearner(Learner):
         self.model = StackedLayers(sizes, 1, self.generator).to(device)
         self.act = activation_fn(cfg["activation"])
 
-    def shared_layers(self, n_envs: int) -> list[tuple[Tensor, Tensor]]:
-        """The one MLP's layers broadcast (as views) to ``n_envs`` environments."""
-        return [
-            (w.expand(n_envs, *w.shape[1:]), b.expand(n_envs, *b.shape[1:]))
-            for w, b in zip(self.model.weights, self.model.biases, strict=True)
-        ]
-
     def roll(self, field: VectorField, batch: EnvBatch) -> Tensor:
         """A training rollout, counted in ``nfe``."""
         pred = rollout(field, batch.x0, batch.t, **self.solver)

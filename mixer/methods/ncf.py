@@ -12,6 +12,7 @@ from torch.func import jvp
 from mixer.methods.context_model import ContextMixtureLearner
 from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
+from mixer.models.ncf import taylor_field
 from mixer.training import train_alternating
 
 
@@ -58,10 +59,11 @@ class NCFLearner(ContextMixtureLearner):
         return order[:, :n_pool]
 
     def taylor_field(self, pool_ctx: Tensor, delta: Tensor) -> VectorField:
-        """f(x; ξ_j) + J_ξ f(x; ξ_j) (ξ_e − ξ_j) for rows (ξ_j, ξ_e − ξ_j), by forward-mode JVP.
+        """f(x; ξ_j) + J_ξ f(x; ξ_j) (ξ_e − ξ_j) for rows (ξ_j, ξ_e − ξ_j).
 
-        Only the first main layer's bias depends on the context, so its JVP is taken once per
-        rollout and pushed through the state part of the field at every evaluation.
+        Only the first main layer's bias depends on the context: its JVP is taken once per
+        rollout, then pushed through the state part of the field by hand at every evaluation
+        (mixer.models.ncf.taylor_field: primal and tangent rows in one product).
         """
         experts = self.model.experts
         route = torch.zeros(len(pool_ctx), dtype=torch.long, device=pool_ctx.device)
@@ -69,16 +71,7 @@ class NCFLearner(ContextMixtureLearner):
             lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,)
         )
         base = replace(experts.env_weights(route, pool_ctx), first_bias=weights)
-
-        def corrected(t, x):
-            value, slope = jvp(
-                lambda bias: experts.field(replace(base, first_bias=bias), x),
-                (base.first_bias,),
-                (tangent,),
-            )
-            return value + slope
-
-        return VectorField(corrected)
+        return VectorField(taylor_field(experts, base, tangent))
 
     def loss(self, batch, envs=None):
         sub = batch.subset(envs)

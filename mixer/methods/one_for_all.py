@@ -8,7 +8,7 @@ from mixer.adaptation import per_env_mse
 from mixer.methods.mlp_field import MLPFieldLearner
 from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
-from mixer.models.base import apply_layers
+from mixer.models.shared import shared_mlp_field
 from mixer.training import train_joint
 
 
@@ -22,8 +22,8 @@ class OneForAllLearner(MLPFieldLearner):
         super().__init__(cfg, state_dim, n_envs, device, seed, in_dim=state_dim)
 
     def field(self, n_envs: int) -> VectorField:
-        layers = self.shared_layers(n_envs)
-        return VectorField(lambda t, x: apply_layers(layers, x, self.act))
+        no_context = self.model.weights[0].new_zeros(n_envs, 0)
+        return VectorField(shared_mlp_field(self.model, no_context, self.state_dim, self.act))
 
     def context_parameters(self):
         return []

@@ -8,9 +8,24 @@ weight [out, in] row-major followed by the bias [out].
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixer.models.base import Expert, Layer, apply_layers, fan_in_uniform, mlp_sizes
+from mixer.models.base import (
+    Expert,
+    Layer,
+    fan_in_uniform,
+    mlp_sizes,
+)
+from mixer.models.grouped import Layer as RoutedLayer
+from mixer.models.grouped import (
+    RoutedMLP,
+    Routing,
+    field_function,
+    pad_last,
+    padded,
+    small_layer,
+)
 
 
 class CoDAExpert(Expert):
@@ -34,7 +49,50 @@ class CoDAExpert(Expert):
             )
         )  # H stored transposed, [K, d_ξ, d_θ], so that θ_e = θ_k + ξ_e @ H_k is one bmm
 
-    def env_weights(self, expert_of_env: Tensor, contexts: Tensor) -> list[Layer]:
+    def env_weights(self, expert_of_env: Tensor, contexts: Tensor) -> RoutedMLP:
+        """θ_e = θ_k + H_k ξ_e applied without forming θ_e's weight matrices.
+
+        A wide layer is one product of the rows of expert k with [W_k; H_k,1; ...; H_k,d_ξ]
+        stacked, then y = W_k x + Σ_c ξ_e,c H_k,c x + b_e; a thin layer (first and last of
+        the field) uses its per-environment slice of θ_e, which is cheaper.
+        """
+        self.check_inputs(expert_of_env, contexts)
+        routing = Routing(expert_of_env, self.n_experts)
+        experts = routing.sorted_experts
+        xi = contexts.index_select(0, routing.order)  # [E, d_ξ], sorted by expert
+        n_ctx, layers, offset = self.context_dim, [], 0
+        last = len(self.layer_shapes) - 1
+        for i, (fan_out, fan_in) in enumerate(self.layer_shapes):
+            out_p, in_p = padded(fan_out), padded(fan_in)
+            size = fan_out * fan_in
+            w_part = slice(offset, offset + size)
+            b_part = slice(offset + size, offset + size + fan_out)
+            offset += size + fan_out
+            bias = torch.baddbmm(
+                self.theta[:, b_part].index_select(0, experts).unsqueeze(1),
+                xi.unsqueeze(1),
+                self.hyper[:, :, b_part].index_select(0, experts),
+            ).squeeze(1)
+            bias = pad_last(bias, out_p)
+            if small_layer(fan_in, fan_out):
+                w_e = torch.baddbmm(
+                    self.theta[:, w_part].index_select(0, experts).unsqueeze(1),
+                    xi.unsqueeze(1),
+                    self.hyper[:, :, w_part].index_select(0, experts),
+                ).view(-1, fan_out, fan_in)
+                weight = F.pad(w_e, (0, in_p - fan_in, 0, out_p - fan_out)).transpose(1, 2)
+                layers.append(RoutedLayer("rows", weight, bias, act=i < last))
+                continue
+            maps = torch.cat(
+                [self.theta[:, w_part].unsqueeze(1), self.hyper[:, :, w_part]], dim=1
+            ).view(self.n_experts, 1 + n_ctx, fan_out, fan_in)  # [K, 1 + d_ξ, out, in]
+            maps = F.pad(maps, (0, in_p - fan_in, 0, out_p - fan_out))
+            stacked = maps.flatten(1, 2).transpose(1, 2).contiguous()  # [K, in_p, (1+d_ξ)out_p]
+            layers.append(RoutedLayer("coda", stacked, bias, act=i < last, context=xi))
+        return RoutedMLP(routing, layers, self.activation, self.act, self.state_dim)
+
+    def dense_layers(self, expert_of_env: Tensor, contexts: Tensor) -> list[Layer]:
+        """Every environment's materialised (W_e, b_e) (tests and references only)."""
         self.check_inputs(expert_of_env, contexts)
         theta = self.theta.index_select(0, expert_of_env)  # [E, d_θ]
         hyper = self.hyper.index_select(0, expert_of_env)  # [E, d_ξ, d_θ]
@@ -51,5 +109,5 @@ class CoDAExpert(Expert):
             for i, (fan_out, fan_in) in enumerate(self.layer_shapes)
         ]
 
-    def field(self, weights: list[Layer], x: Tensor) -> Tensor:
-        return apply_layers(weights, x, self.act)
+    def field(self, weights: RoutedMLP, x: Tensor) -> Tensor:
+        return field_function(weights, x)

@@ -8,9 +8,27 @@ A_b,k [out, r].
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixer.models.base import Expert, Layer, StackedLayers, apply_layers, fan_in_uniform, mlp_sizes
+from mixer.models.base import (
+    Expert,
+    Layer,
+    StackedLayers,
+    fan_in_uniform,
+    mlp_sizes,
+)
+from mixer.models.grouped import (
+    Layer as RoutedLayer,
+)
+from mixer.models.grouped import (
+    RoutedMLP,
+    Routing,
+    field_function,
+    pad_last,
+    padded,
+    small_layer,
+)
 
 
 class GEPSExpert(Expert):
@@ -35,8 +53,68 @@ class GEPSExpert(Expert):
             self.right.append(nn.Parameter(right))
             self.bias_left.append(nn.Parameter(bias_left))
 
-    def env_weights(self, expert_of_env: Tensor, contexts: Tensor) -> list[Layer]:
+    def env_weights(self, expert_of_env: Tensor, contexts: Tensor) -> RoutedMLP:
+        """The routed experts' factorised layers, rows grouped by expert (no W_e formed).
+
+        Per layer y = W_k x + A_k (ξ_e ⊙ B_k x) + b_k + A_b,k ξ_e, with W_k and B_k stacked
+        into one product and A_k diag(ξ_e) (a [out, r] matrix) applied per environment. Thin
+        layers (the state-sized first and last) use their per-environment weights instead.
+        """
         self.check_inputs(expert_of_env, contexts)
+        routing = Routing(expert_of_env, self.n_experts)
+        experts = routing.sorted_experts
+        xi = contexts.index_select(0, routing.order)  # [E, r], sorted by expert
+        rank, rank_p = self.context_dim, padded(self.context_dim)
+        layers = []
+        last = len(self.left) - 1
+        for i, (w, b, left, right, bias_left) in enumerate(
+            zip(
+                self.base.weights,
+                self.base.biases,
+                self.left,
+                self.right,
+                self.bias_left,
+                strict=True,
+            )
+        ):
+            fan_out, fan_in = w.shape[1:]
+            out_p, in_p = padded(fan_out), padded(fan_in)
+            left_e = left.index_select(0, experts) * xi.unsqueeze(1)  # A_k diag(ξ_e) [E, out, r]
+            bias = b.index_select(0, experts) + torch.bmm(
+                bias_left.index_select(0, experts), xi.unsqueeze(2)
+            ).squeeze(2)
+            bias = pad_last(bias, out_p)
+            if small_layer(fan_in, fan_out):
+                w_e = torch.baddbmm(
+                    w.index_select(0, experts), left_e, right.index_select(0, experts)
+                )
+                weight = F.pad(w_e, (0, in_p - fan_in, 0, out_p - fan_out)).transpose(1, 2)
+                layers.append(RoutedLayer("rows", weight, bias, act=i < last))
+                continue
+            stacked = torch.cat(
+                [
+                    F.pad(w, (0, in_p - fan_in, 0, out_p - fan_out)),
+                    F.pad(right, (0, in_p - fan_in, 0, rank_p - rank)),
+                ],
+                dim=1,
+            )  # [K, out_p + r_p, in_p]
+            context = F.pad(left_e, (0, rank_p - rank, 0, out_p - fan_out)).transpose(1, 2)
+            layers.append(
+                RoutedLayer(
+                    "geps",
+                    stacked.transpose(1, 2).contiguous(),
+                    bias,
+                    act=i < last,
+                    context=context.contiguous(),
+                )
+            )
+        return RoutedMLP(routing, layers, self.activation, self.act, self.state_dim)
+
+    def field(self, weights: RoutedMLP, x: Tensor) -> Tensor:
+        return field_function(weights, x)
+
+    def dense_layers(self, expert_of_env: Tensor, contexts: Tensor) -> list[Layer]:
+        """Every environment's materialised W_e, b_e (tests and references only)."""
         layers = []
         xi_row = contexts.unsqueeze(1)  # [E, 1, r]: scales A's columns, i.e. A diag(ξ)
         xi_col = contexts.unsqueeze(2)  # [E, r, 1]
@@ -48,6 +126,3 @@ class GEPSExpert(Expert):
             b_e = b + torch.bmm(bias_left.index_select(0, expert_of_env), xi_col).squeeze(2)
             layers.append((w_e, b_e))
         return layers
-
-    def field(self, weights: list[Layer], x: Tensor) -> Tensor:
-        return apply_layers(weights, x, self.act)

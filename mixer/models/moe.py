@@ -30,6 +30,7 @@ from torch import Tensor, nn
 from mixer.errors import ConfigError
 from mixer.gating import gate_logits
 from mixer.models.base import Expert, as_generator, fan_in_uniform
+from mixer.models.grouped import RoutedMLP
 from mixer.models.rollout import VectorField
 
 GATE_MODES = ("refit", "gd", "frozen")
@@ -133,11 +134,17 @@ class MixtureOfExperts(nn.Module):
         weights = self.experts.env_weights(
             expert_of_env, self.expert_contexts(contexts, expert_of_env)
         )
+        fast = isinstance(weights, RoutedMLP)  # fixed-step rollouts use its reverse pass
         if self.gate_mode != "gd":
-            return VectorField(lambda t, x: self.experts.field(weights, x))
+            return VectorField(
+                lambda t, x: self.experts.field(weights, x), (weights, None) if fast else None
+            )
         routed_prob = self.gate_probs(contexts).gather(1, expert_of_env.unsqueeze(1))
         scale = routed_prob.view(-1, 1, 1)
-        return VectorField(lambda t, x: scale * self.experts.field(weights, x))
+        return VectorField(
+            lambda t, x: scale * self.experts.field(weights, x),
+            (weights, routed_prob.view(-1)) if fast else None,
+        )
 
     def forward(self, contexts: Tensor, x: Tensor) -> Tensor:
         """One evaluation of the mixture's field: x [E, N, d] -> [E, N, d]."""
@@ -169,7 +176,8 @@ class MixtureOfExperts(nn.Module):
         expert_ids = torch.arange(self.n_experts, device=contexts.device).repeat_interleave(n_env)
         tiled = self.tile_for_experts(contexts)
         weights = self.experts.env_weights(expert_ids, self.expert_contexts(tiled, expert_ids))
-        return VectorField(lambda t, x: self.experts.field(weights, x))
+        fast = (weights, None) if isinstance(weights, RoutedMLP) else None
+        return VectorField(lambda t, x: self.experts.field(weights, x), fast)
 
     def _dense_field(self, contexts: Tensor) -> VectorField:
         n_env, n_experts = contexts.shape[0], self.n_experts

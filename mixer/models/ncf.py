@@ -49,3 +49,51 @@ class NCFExpert(Expert):
         h = apply_layers(weights.state_tower, x, self.act, act_last=True)
         h = self.act(torch.baddbmm(weights.first_bias.unsqueeze(1), h, weights.first_state.mT))
         return apply_layers(weights.rest, h, self.act)
+
+
+def _act_and_slope(name: str, pre: Tensor) -> tuple[Tensor, Tensor]:
+    """(act(pre), act'(pre)) for the activations the suite offers, differentiable."""
+    if name == "silu":
+        sig = torch.sigmoid(pre)
+        return pre * sig, sig * (1 + pre * (1 - sig))
+    if name == "tanh":
+        out = torch.tanh(pre)
+        return out, 1 - out * out
+    if name == "relu":
+        return torch.relu(pre), (pre > 0).to(pre.dtype)
+    if name == "softplus":
+        return torch.nn.functional.softplus(pre), torch.sigmoid(pre)
+    if name == "gelu":
+        cdf = 0.5 * (1 + torch.erf(pre / 2**0.5))
+        pdf = torch.exp(-0.5 * pre * pre) / (2 * torch.pi) ** 0.5
+        return pre * cdf, cdf + pre * pdf
+    raise ValueError(f"no derivative for activation {name!r}")
+
+
+def taylor_field(bank: NCFExpert, weights: NCFWeights, tangent_bias: Tensor):
+    """x -> f(x; ξ_j) + J_ξ f(x; ξ_j) δ, with the tangent propagated by hand (forward mode).
+
+    The context enters only the first main layer's bias, whose tangent ``tangent_bias``
+    [E, width] is given; from there tangent_{l+1} = act'(pre_l) ⊙ (W_l tangent_l). Primal and
+    tangent rows are stacked so that each later layer is ONE batched product of [h; t].
+    """
+    name = bank.activation
+
+    def field(t, x: Tensor) -> Tensor:
+        n_rows = x.shape[1]
+        h = apply_layers(weights.state_tower, x, bank.act, act_last=True)
+        pre = torch.baddbmm(weights.first_bias.unsqueeze(1), h, weights.first_state.mT)
+        h, slope = _act_and_slope(name, pre)
+        tangent = slope * tangent_bias.unsqueeze(1)
+        last = len(weights.rest) - 1
+        for i, (w, b) in enumerate(weights.rest):
+            both = torch.bmm(torch.cat([h, tangent], dim=1), w.mT)  # [E, 2N, out]
+            pre, tangent = both[:, :n_rows] + b.unsqueeze(1), both[:, n_rows:]
+            if i < last:
+                h, slope = _act_and_slope(name, pre)
+                tangent = slope * tangent
+            else:
+                h = pre
+        return h + tangent
+
+    return field

@@ -1,11 +1,16 @@
-"""Batched rollouts of per-environment vector fields with ``torchdiffeq.odeint``.
+"""Batched rollouts of per-environment vector fields.
 
-All environments are integrated in one ``odeint`` call, differentiating through the solver's
-operations (discretise-then-optimise, not the adjoint method).
+All environments are integrated in one call, differentiating through the solver's operations
+(discretise-then-optimise, not the adjoint method). Fixed-step methods run here, with their
+torchdiffeq Butcher tableaus and without any host synchronisation; a field that carries a
+:class:`~mixer.models.grouped.RoutedMLP` (``VectorField.fast``) is integrated by one autograd
+node whose reverse pass is written by hand (:class:`_FastRollout`). Adaptive methods go to
+``torchdiffeq.odeint``.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -13,11 +18,22 @@ from torch import Tensor
 from torchdiffeq import odeint
 
 from mixer.errors import ConfigError
+from mixer.models.grouped import Accumulator, RoutedMLP, env_to_rows, pad_last
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
 
 FieldFn = Callable[[Tensor, Tensor], Tensor]
+
+# Explicit Butcher tableaus (a: stage weights below the diagonal, b: final weights) of
+# torchdiffeq's fixed-grid solvers, so that both give the same numbers ("rk4" is its 3/8 rule).
+TABLEAUS: dict[str, tuple[list[list[float]], list[float]]] = {
+    "euler": ([[]], [1.0]),
+    "midpoint": ([[], [0.5]], [0.0, 1.0]),
+    "heun2": ([[], [1.0]], [0.5, 0.5]),
+    "heun3": ([[], [1 / 3], [0.0, 2 / 3]], [0.25, 0.0, 0.75]),
+    "rk4": ([[], [1 / 3], [-1 / 3, 1.0], [1.0, -1.0, 1.0]], [0.125, 0.375, 0.375, 0.125]),
+}
 
 
 class VectorField:
@@ -27,9 +43,12 @@ class VectorField:
     rollout; call ``reset_nfe()`` to start again.
     """
 
-    def __init__(self, fn: FieldFn):
+    def __init__(self, fn: FieldFn, fast: tuple[RoutedMLP, Tensor | None] | None = None):
         self.fn = fn
         self.nfe = 0
+        # (network, per-environment output scale or None): lets a fixed-step rollout run
+        # the field with its hand-written reverse pass instead of autograd.
+        self.fast = fast
 
     def __call__(self, t: Tensor, x: Tensor) -> Tensor:
         self.nfe += 1
@@ -48,6 +67,9 @@ def uniform_steps(t: Tensor) -> Tensor:
     """
     if t.dim() != 2 or t.shape[1] < 2:
         raise ValueError(f"t must be [E, T] with T >= 2, got {tuple(t.shape)}")
+    known = _CHECKED_GRIDS.get(id(t))
+    if known is not None and known[0]() is t and known[1] == t._version:
+        return known[2]  # checked before: no host synchronisation this time
     n_times = t.shape[1]
     dt = (t[:, -1] - t[:, 0]) / (n_times - 1)
     index = torch.arange(n_times, dtype=t.dtype, device=t.device)
@@ -61,7 +83,17 @@ def uniform_steps(t: Tensor) -> Tensor:
             f"time grid of environment {row} is not uniform and increasing "
             f"(steps range from {steps.min().item():.6g} to {steps.max().item():.6g})"
         )
+    if not t.requires_grad:
+        key = id(t)
+        gone = lambda _ref, key=key: _CHECKED_GRIDS.pop(key, None)  # noqa: E731
+        _CHECKED_GRIDS[key] = (weakref.ref(t, gone), t._version, dt)
     return dt
+
+
+# Grids already checked (the check reads a bool on the host), by id, while they live: a
+# training batch's grid is the same tensor at every step, so only its first rollout pays
+# the synchronisation.
+_CHECKED_GRIDS: dict[int, tuple] = {}
 
 
 def rollout(
@@ -85,8 +117,8 @@ def rollout(
     is therefore called as ``field_fn(τ, x)`` and must ignore its first argument.
 
     Fixed-step methods (``rk4`` by default) take ``substeps`` equal steps of 1/substeps in τ
-    between consecutive observations (so each environment's step in t is Δt_e / substeps);
-    the grid is built as j / substeps, which lands exactly on every observation.
+    between consecutive observations (so each environment's step in t is Δt_e / substeps),
+    which lands exactly on every observation; they run here, with torchdiffeq's tableaus.
     Adaptive methods (``dopri5``, ...) use ``rtol``/``atol`` with one step-size control
     shared by all environments. Pass a ``VectorField`` to count evaluations.
     """
@@ -103,16 +135,137 @@ def rollout(
     n_times = t.shape[1]
     if n_times == 1:
         return x0.unsqueeze(2)
-    scale = uniform_steps(t).to(dtype=x0.dtype, device=x0.device).view(-1, 1, 1)
+    scale = uniform_steps(t).to(dtype=x0.dtype, device=x0.device)
+    if method in FIXED_STEP_METHODS:
+        fast = getattr(field_fn, "fast", None)
+        if fast is not None:
+            out = fast_rollout(fast[0], fast[1], x0, scale, method, substeps, n_times)
+            field_fn.nfe += (n_times - 1) * substeps * len(TABLEAUS[method][1])
+            return out
+        return fixed_step_rollout(field_fn, x0, scale, method, substeps, n_times)
+    scale = scale.view(-1, 1, 1)
     tau = torch.arange(n_times, dtype=x0.dtype, device=x0.device)
 
     def rescaled(tau_now: Tensor, x: Tensor) -> Tensor:
         return scale * field_fn(tau_now, x)
 
-    options = {}
-    if method in FIXED_STEP_METHODS:
-        n_steps = (n_times - 1) * substeps
-        grid = torch.arange(n_steps + 1, dtype=x0.dtype, device=x0.device) / substeps
-        options["grid_constructor"] = lambda func, y0, t_obs: grid
-    solution = odeint(rescaled, x0, tau, rtol=rtol, atol=atol, method=method, options=options)
+    solution = odeint(rescaled, x0, tau, rtol=rtol, atol=atol, method=method)
     return solution.permute(1, 2, 0, 3)  # [T, E, N, d] -> [E, N, T, d]
+
+
+def fixed_step_rollout(
+    field_fn: FieldFn, x0: Tensor, scale: Tensor, method: str, substeps: int, n_times: int
+) -> Tensor:
+    """Explicit Runge-Kutta on τ with ``substeps`` steps per interval; x0 [E, N, d].
+
+    Plain tensor operations (autograd records them); no host synchronisation.
+    """
+    a, b = TABLEAUS[method]
+    h = 1.0 / substeps
+    step = (h * scale).view(-1, 1, 1)  # Δτ · Δt_e, per environment
+    tau = x0.new_zeros(())
+    state, states = x0, [x0]
+    for _ in range(n_times - 1):
+        for _ in range(substeps):
+            ks = []
+            for row in a:
+                y = state
+                for weight, k in zip(row, ks, strict=False):
+                    if weight:
+                        y = torch.addcmul(y, step, k, value=weight)
+                ks.append(field_fn(tau, y))
+            for weight, k in zip(b, ks, strict=True):
+                if weight:
+                    state = torch.addcmul(state, step, k, value=weight)
+        states.append(state)
+    return torch.stack(states, dim=2)
+
+
+def fast_rollout(
+    mlp: RoutedMLP,
+    out_scale: Tensor | None,
+    x0: Tensor,
+    scale: Tensor,
+    method: str,
+    substeps: int,
+    n_times: int,
+) -> Tensor:
+    """:func:`fixed_step_rollout` of a RoutedMLP field (times ``out_scale`` [E] if given),
+    as one autograd node with a hand-written reverse pass."""
+    routing = mlp.routing
+    n_rows = x0.shape[1]
+    groups = routing.rows(n_rows)
+    per_env = scale if out_scale is None else scale * out_scale
+    steps = env_to_rows(per_env.index_select(0, routing.order), n_rows).unsqueeze(1)  # [R, 1]
+    rows = pad_last(routing.sort(x0), mlp.in_dim)
+    tensors = mlp.tensors(n_rows)
+    keep = torch.is_grad_enabled() and any(t.requires_grad for t in (rows, steps, *tensors))
+    traj = _FastRollout.apply(
+        mlp, groups, method, substeps, n_times, keep, rows, steps, *tensors
+    )  # [R, T, d_p]
+    return routing.unsort(traj[..., : x0.shape[-1]], n_rows)
+
+
+class _FastRollout(torch.autograd.Function):
+    """A fixed-step rollout of a RoutedMLP: forward stores every stage's cache; backward is
+    the exact reverse of the Runge-Kutta steps (discretise-then-optimise), and each weight
+    gradient is reduced once, over all evaluations."""
+
+    @staticmethod
+    def forward(ctx, mlp, groups, method, substeps, n_times, keep, x, steps, *tensors):
+        a, b = TABLEAUS[method]
+        h = 1.0 / substeps
+        state, states, caches = x, [x], []
+        for _ in range((n_times - 1) * substeps):
+            ks = []
+            for row in a:
+                y = state
+                for weight, k in zip(row, ks, strict=False):
+                    if weight:
+                        y = torch.add(y, k, alpha=h * weight)
+                f, cache = mlp.forward(y, tensors, groups, keep)
+                ks.append(f * steps)
+                if keep:
+                    caches.append((cache, f))
+            for weight, k in zip(b, ks, strict=True):
+                if weight:
+                    state = torch.add(state, k, alpha=h * weight)
+            states.append(state)
+        ctx.mlp, ctx.groups, ctx.method, ctx.substeps = mlp, groups, method, substeps
+        ctx.caches, ctx.tensors = caches, tensors
+        ctx.save_for_backward(steps)
+        out = torch.stack(states[::substeps], dim=1)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        (steps,) = ctx.saved_tensors
+        mlp, groups, caches = ctx.mlp, ctx.groups, ctx.caches
+        a, b = TABLEAUS[ctx.method]
+        h, substeps = 1.0 / ctx.substeps, ctx.substeps
+        need_steps = ctx.needs_input_grad[7]
+        n_stages, n_times = len(b), grad.shape[1]
+        acc = Accumulator(mlp, ctx.needs_input_grad[8:], need_x=True, n_evals=len(caches))
+        g_state = grad[:, -1]
+        g_steps = torch.zeros_like(steps) if need_steps else None
+        for index in reversed(range((n_times - 1) * substeps)):
+            g_k: list[Tensor | None] = [g_state * (h * weight) if weight else None for weight in b]
+            g_prev = g_state
+            stage_caches = caches[index * n_stages : (index + 1) * n_stages]
+            for i in reversed(range(n_stages)):
+                if g_k[i] is None:
+                    continue
+                cache, f = stage_caches[i]
+                acc.current = index * n_stages + i
+                if need_steps:
+                    g_steps += (g_k[i] * f).sum(dim=1, keepdim=True)
+                g_y = mlp.backward(cache, g_k[i] * steps, ctx.tensors, groups, acc)
+                g_prev = g_prev + g_y
+                for j, weight in enumerate(a[i]):
+                    if weight:
+                        term = g_y * (h * weight)
+                        g_k[j] = term if g_k[j] is None else g_k[j] + term
+            g_state = g_prev
+            if index % substeps == 0:
+                g_state = g_state + grad[:, index // substeps]
+        return (None,) * 6 + (g_state, g_steps, *acc.finish(groups))

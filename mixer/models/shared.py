@@ -1,0 +1,40 @@
+"""A single MLP shared by every environment, with a per-environment input folded into a bias.
+
+Used by CAVIA (the context φ_e is an extra input of the field): the weights are the same for
+all rows, so every layer is ONE matrix product over all E·N rows (not a batch of E copies of
+the weights, whose backward formed a per-environment weight gradient), and φ's part of the
+first layer becomes a per-environment bias, computed once per rollout. Plain differentiable
+operations: second-order gradients (CAVIA's meta-gradient) go through them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from mixer.models.base import StackedLayers
+
+
+def shared_mlp_field(
+    stack: StackedLayers, phi: Tensor, state_dim: int, act: Callable[[Tensor], Tensor]
+):
+    """f(x) = MLP([x, φ_e]) for x [E, N, state_dim], φ [E, d_φ]; ``stack`` holds K = 1."""
+    weights = [w[0] for w in stack.weights]
+    biases = [b[0] for b in stack.biases]
+    w1 = weights[0]
+    first_bias = (biases[0] + phi @ w1[:, state_dim:].T).unsqueeze(1)  # [E, 1, width]
+    w_state = w1[:, :state_dim].T
+    rest = [(w.T, b) for w, b in zip(weights[1:], biases[1:], strict=True)]
+    last = len(rest) - 1
+
+    def field(t, x: Tensor) -> Tensor:
+        h = act(torch.matmul(x, w_state) + first_bias)
+        for i, (w_t, b) in enumerate(rest):
+            h = torch.addmm(b, h.flatten(0, 1), w_t).view(*h.shape[:2], -1)
+            if i < last:
+                h = act(h)
+        return h
+
+    return field
