@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from mixer.batch import make_batch
+from mixer.checkpoint import Checkpoint
 from mixer.data import load_dataset
 from mixer.fileio import atomic_write
 from mixer.identity import fingerprint
@@ -52,7 +53,7 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     dataset = load_dataset(dataset_dir)
     identity = fingerprint(cfg, dataset.meta["content_hash"])
     learner, train = build_learner(cfg, dataset, device, seed)
-    checkpoint = out_dir / "checkpoint.pt"
+    checkpoint = Checkpoint(out_dir / "checkpoint.pt", identity)
     status, reason, log = "ok", "", TrainLog()
     began = time.perf_counter()
     try:
@@ -87,7 +88,7 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     arrays = {"routing": routing, "family": train.family, "env_id": train.env_id}
     atomic_write(out_dir / "routing.npz", lambda tmp: np.savez(tmp, **arrays))
     atomic_write(out_dir / "model.pt", lambda tmp: torch.save(state, tmp))
-    checkpoint.unlink(missing_ok=True)
+    checkpoint.remove()
     return state
 
 

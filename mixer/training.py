@@ -18,15 +18,16 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 
+from mixer.checkpoint import as_checkpoint
+from mixer.fileio import atomic_write
 from mixer.optim import make_optimizer, step_schedule_factor
 
 
@@ -44,12 +45,14 @@ class TrainLog:
     def write_csv(self, path: Path) -> None:
         if not self.rows:
             return
-        tmp = path.with_suffix(".csv.tmp")
-        with open(tmp, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
-            writer.writeheader()
-            writer.writerows(self.rows)
-        os.replace(tmp, path)
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        atomic_write(path, write)
 
 
 def proximal_scales(params, mode: str = "sum") -> list[float]:
@@ -104,7 +107,8 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
         cfg: the method's ``training`` block (outer_steps, n_ctx, n_model, lr_ctx, lr_model,
             optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every; and
             ``proximal_norm``, "sum" or "mean", see :func:`proximal_scales`).
-        checkpoint: file to resume from and to write every ``checkpoint_every`` outer steps.
+        checkpoint: a :class:`mixer.checkpoint.Checkpoint` (or a path) to resume from when it
+            is this run's, and to write every ``checkpoint_every`` outer steps.
 
     Each phase differentiates with respect to its own parameters only: the other group's
     ``requires_grad`` is off during its steps, so no gradient is computed for it.
@@ -162,18 +166,20 @@ def _env_subset(learner, batch, size):
     return torch.randperm(batch.n_envs, generator=learner.generator)[:size]
 
 
-def _resume(checkpoint: Path | None, learner, optimizers: dict) -> tuple[TrainLog, int]:
-    """(log, first outer step): a fresh start, or the state of ``checkpoint`` if it exists."""
-    if checkpoint is None or not checkpoint.is_file():
+def _resume(checkpoint, learner, optimizers: dict) -> tuple[TrainLog, int]:
+    """(log, first outer step): a fresh start, or the state of ``checkpoint`` when it holds
+    this run's own (see :class:`mixer.checkpoint.Checkpoint`)."""
+    checkpoint = as_checkpoint(checkpoint)
+    state = None if checkpoint is None else checkpoint.load(getattr(learner, "device", None))
+    if state is None:
         return TrainLog(), 0
-    state = torch.load(checkpoint, weights_only=False)
     learner.load_state_dict(state["learner"])
     for key, opt in optimizers.items():
         opt.load_state_dict(state[key])
-    learner.generator.set_state(state["generator"])
+    learner.generator.set_state(state["generator"].cpu())
     start = state["outer_step"]
-    print(f"resumed from {checkpoint} at outer step {start}", file=sys.stderr, flush=True)
-    return state["log"], start
+    print(f"resumed from {checkpoint.path} at outer step {start}", file=sys.stderr, flush=True)
+    return TrainLog(**state["log"]), start
 
 
 def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing) -> None:
@@ -195,21 +201,20 @@ def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing) 
     )
 
 
-def _maybe_checkpoint(path, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:
+def _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:
     """Every ``checkpoint_every`` outer steps (not after the last): write, then rename."""
     every = cfg.get("checkpoint_every") or 0
-    if path is None or not every or (outer + 1) % every or outer + 1 >= n_outer:
+    if checkpoint is None or not every or (outer + 1) % every or outer + 1 >= n_outer:
         return
-    state = {
-        "learner": learner.state_dict(),
-        **{key: opt.state_dict() for key, opt in optimizers.items()},
-        "log": log,
-        "outer_step": outer + 1,
-        "generator": learner.generator.get_state(),
-    }
-    tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    as_checkpoint(checkpoint).save(
+        {
+            "learner": learner.state_dict(),
+            **{key: opt.state_dict() for key, opt in optimizers.items()},
+            "log": asdict(log),  # plain values: read back with weights_only=True
+            "outer_step": outer + 1,
+            "generator": learner.generator.get_state(),
+        }
+    )
 
 
 def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> TrainLog:

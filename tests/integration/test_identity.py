@@ -10,10 +10,12 @@ import pytest
 import torch
 
 from mixer.cells import resolve_cell
+from mixer.checkpoint import Checkpoint
 from mixer.cli import main as mixer
 from mixer.data import generate, save_dataset
 from mixer.errors import ConfigError
 from mixer.identity import IdentityError
+from mixer.train import train_cell
 from tests.helpers import make_spec, validated_copy
 
 CONFIG = {
@@ -181,3 +183,68 @@ def test_yaml_error_names_its_line(tmp_path, capsys):
 def test_model_identity_error_is_a_mixer_error():
     assert issubclass(IdentityError, Exception)
     assert shutil.which("mixer")  # the console script the workflow calls
+
+
+def interrupted(cell, data, out, monkeypatch) -> None:
+    """Train ``cell`` until its first checkpoint is written, then die (like a killed job)."""
+    original = Checkpoint.save
+
+    def save_then_die(self, state):
+        original(self, state)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Checkpoint, "save", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_cell(cell, data, out)
+    monkeypatch.setattr(Checkpoint, "save", original)
+    assert (out / "checkpoint.pt").is_file()
+
+
+def resumable_cell(seed=0, **training):
+    config = validated_copy(
+        {**CONFIG, "training": {**CONFIG["training"], "outer_steps": 3, "checkpoint_every": 1,
+                                **training}}
+    )  # fmt: skip
+    return resolve_cell(config, "lv", "default", "single", seed)
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"lr_model": 0.02}, "config_hash"),
+        ({"outer_steps": 2}, "budget"),
+        ({"seed": 7}, "seed 0 (expected 7)"),
+    ],
+)
+def test_a_resume_needs_the_same_settings(change, expected, tmp_path, lotka_volterra, capsys,
+                                          monkeypatch):  # fmt: skip
+    data = lotka_volterra[0]
+    interrupted(resumable_cell(), data, tmp_path, monkeypatch)
+    seed = change.pop("seed", 0)
+    cell = resumable_cell(seed, **change)
+    capsys.readouterr()
+    state = train_cell(cell, data, tmp_path)
+    log = capsys.readouterr().err
+    assert "not resuming from" in log and expected in log and "starting over" in log
+    assert "resumed from" not in log
+    rows = (tmp_path / "train_log.csv").read_text().splitlines()
+    assert rows[1].startswith("1,") and len(rows) == 1 + state["outer_steps"]
+    lr = rows[1].split(",")[rows[0].split(",").index("lr_model")]
+    assert float(lr) == cell["training"]["lr_model"]
+
+
+def test_a_resume_with_the_same_settings_continues(tmp_path, lotka_volterra, capsys, monkeypatch):
+    data = lotka_volterra[0]
+    interrupted(resumable_cell(), data, tmp_path, monkeypatch)
+    capsys.readouterr()
+    train_cell(resumable_cell(), data, tmp_path)
+    assert "resumed from" in capsys.readouterr().err
+    assert not (tmp_path / "checkpoint.pt").exists()
+
+
+def test_a_crafted_checkpoint_is_not_executed(tmp_path, lotka_volterra, capsys):
+    marker = tmp_path / "pwned"
+    torch.save({"x": Payload(marker)}, tmp_path / "checkpoint.pt")
+    state = train_cell(resumable_cell(), lotka_volterra[0], tmp_path)
+    assert state["status"] == "ok" and not marker.exists()
+    assert "is unreadable (UnpicklingError); starting over" in capsys.readouterr().err

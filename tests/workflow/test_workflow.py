@@ -282,3 +282,43 @@ def test_readme_example_learner_is_the_tested_module():
     blocks = re.findall(r"```python\n# examples/meanfield\.py\n(.*?)```", readme, re.S)
     assert blocks, "README has no '# examples/meanfield.py' block"
     assert blocks[0] == (REPO / "examples" / "meanfield.py").read_text()
+
+
+RECORDING_CONFIG = """
+datasets:
+  rec:
+    generator: eeg
+    source: ts
+    paths: [recordings/rec_TRAIN.ts]
+    sfreq: 64
+    l_freq: null
+    h_freq: null
+    resample: null
+    n_times: 64
+    train_per_class: 2
+experiments: []
+"""
+
+
+def test_an_edited_recording_regenerates_its_dataset(workdir):
+    import numpy as np
+
+    from tests.unit.test_eeg import signals, ts_text
+
+    (workdir / "config" / "config.yaml").write_text(RECORDING_CONFIG)
+    recording = workdir / "recordings" / "rec_TRAIN.ts"
+    recording.parent.mkdir()
+    rng = np.random.default_rng(0)
+    write = lambda: recording.write_text(  # noqa: E731
+        ts_text(signals(rng, 8, 2, 64, 64.0), ["p", "q"] * 4)
+    )
+    write()
+    first = snakemake(workdir, "--cores", "1", "results/data/rec/meta.json")
+    assert first.returncode == 0, first.stderr[-3000:]
+    hash_before = json.loads((workdir / "results/data/rec/meta.json").read_text())["content_hash"]
+    assert "Nothing to be done" in snakemake(workdir, "-n", "results/data/rec/meta.json").stdout
+    write()  # new values in the same file
+    again = snakemake(workdir, "--cores", "1", "results/data/rec/meta.json")
+    assert again.returncode == 0 and "Generating dataset rec" in again.stdout + again.stderr
+    hash_after = json.loads((workdir / "results/data/rec/meta.json").read_text())["content_hash"]
+    assert hash_after != hash_before
