@@ -28,10 +28,11 @@ def fit_new_contexts(
 
     ``trajectories_of(contexts)`` returns the model's trajectories [R, N, T, d] of the support
     rows with those contexts (an ODE rollout, or a teacher-forced PL-RNN); ``cfg`` is the
-    ``adaptation`` block (steps, lr, optimizer). The loss is the support MSE
-    (+ ``penalty`` ||ξ||²). Each row keeps the iterate of lowest support MSE seen: a hard
-    gate can re-route a context mid-adaptation to a worse expert, and selecting on support
-    data only is legitimate model selection. Returns (contexts [R, d_ξ], support MSE [R]).
+    ``adaptation`` block (steps, lr, optimizer). The loss is the support MSE averaged over
+    rows, as in training (+ ``penalty`` Σ ||ξ||², as in training). Each row keeps the iterate
+    of lowest support MSE seen: a hard gate can re-route a context mid-adaptation to a worse
+    expert, and selecting on support data only is legitimate model selection. Returns
+    (contexts [R, d_ξ], support MSE [R]).
     """
     ctx = nn.Parameter(init.detach().clone())
     best_ctx = ctx.detach().clone()
@@ -49,7 +50,9 @@ def fit_new_contexts(
             best_ctx = torch.where(better.unsqueeze(1), ctx.detach(), best_ctx)
             if step == cfg["steps"]:
                 break
-            (per_row.sum() + penalty * ctx.square().sum()).backward()
+            # Averaged over rows as the training loss is, so that a context penalty weighs the
+            # same against the fit here as in training (the rows are independent).
+            (per_row.mean() + penalty * ctx.square().sum()).backward()
             opt.step()
     finally:
         for p in frozen:

@@ -146,6 +146,11 @@ def _score(state, cfg, dataset) -> dict:
     assert np.array_equal(test.env_id, train.env_id), "test and train environments differ"
     pred_id = learner.predict(test).cpu().numpy()
     true_id = test.X.cpu().numpy()
+    # Validation: training environments, fresh trajectories (the split choices may use).
+    val = make_batch(dataset, "val", knobs, device)
+    pred_val, true_val = learner.predict(val).cpu().numpy(), val.X.cpu().numpy()
+    mse_val = metrics.per_env_mse(pred_val, true_val)
+    rel_val = metrics.per_env_relative_mse(pred_val, true_val)
     support = make_batch(dataset, "adapt_support", knobs, device)
     query = make_batch(dataset, "adapt_query", knobs, device)
     adapted = learner.adapt(support)
@@ -161,6 +166,8 @@ def _score(state, cfg, dataset) -> dict:
     out = {
         "mse_id": float(mse_id.mean()),
         "mse_ood": float(mse_ood.mean()),
+        "mse_val": float(mse_val.mean()),
+        **metrics.mean_and_median("rel_mse_val", rel_val),
         **metrics.mean_and_median("rel_mse_id", rel_id),
         **metrics.mean_and_median("rel_mse_ood", rel_ood),
         "mse_ood_in_range": float(mse_ood[inside].mean()) if inside.any() else None,

@@ -22,6 +22,7 @@ from mixer.identity import fingerprint
 from mixer.methods import learner_class
 from mixer.training import Diverged, TrainLog
 
+TRAINING_SPLITS = ("train", "val")
 # Version of the model.pt layout; a file of another version is refused, not guessed at.
 MODEL_FORMAT = 2
 
@@ -50,7 +51,8 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     device = pick_device(cfg["device"])
-    dataset = load_dataset(dataset_dir)
+    # Training reads the training and validation splits only, never test or adaptation data.
+    dataset = load_dataset(dataset_dir, splits=TRAINING_SPLITS)
     identity = fingerprint(cfg, dataset.meta["content_hash"])
     learner, train = build_learner(cfg, dataset, device, seed)
     checkpoint = Checkpoint(out_dir / "checkpoint.pt", identity)

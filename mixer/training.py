@@ -217,7 +217,9 @@ def _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers: dict
     )
 
 
-def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> TrainLog:
+def train_joint(
+    learner, batch, cfg: dict, checkpoint: Path | None = None, clip_grad_norm: float | None = None
+) -> TrainLog:
     """Joint minimisation: ONE optimiser steps every parameter of ``learner`` at once.
 
     The baselines that do not alternate (one-for-all, CoDA, CAVIA) use this loop. An outer
@@ -231,6 +233,7 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
             ``loss(batch, envs)``, ``log_extras()``, ``start_outer_step(outer, n_outer)``,
             ``state_dict()``, ``load_state_dict()`` and
             a ``generator``.
+        clip_grad_norm: clip the global gradient norm to this before every step (None: off).
     """
     groups = [{"params": learner.model_parameters(), "lr": cfg["lr_model"]}]
     ctx_params = learner.context_parameters()
@@ -238,6 +241,7 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
         groups.append({"params": ctx_params, "lr": cfg["lr_ctx"]})
     opt = make_optimizer(cfg["optimizer"], groups, cfg["lr_model"])
     optimizers = {"opt": opt}
+    everything = [p for group in groups for p in group["params"]]
     log, start = _resume(checkpoint, learner, optimizers)
     n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
     for outer in range(start, n_outer):
@@ -250,6 +254,8 @@ def train_joint(learner, batch, cfg: dict, checkpoint: Path | None = None) -> Tr
             opt.zero_grad(set_to_none=True)
             loss = learner.loss(batch, envs)
             loss.backward()
+            if clip_grad_norm is not None:  # the global norm of every gradient, as CoDA's code
+                torch.nn.utils.clip_grad_norm_(everything, clip_grad_norm, foreach=True)
             opt.step()
             log.inner_steps += 1
             losses.append(loss.detach())

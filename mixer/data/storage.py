@@ -45,15 +45,34 @@ class Dataset:
         return self.splits[split]
 
 
+def _update(digest, split: str, arrays: dict) -> None:
+    for key in ARRAYS:
+        array = np.ascontiguousarray(arrays[key])
+        digest.update(f"{split}/{key}/{array.dtype.str}/{array.shape}".encode())
+        digest.update(array.tobytes())
+
+
 def content_hash(splits: dict[str, dict], environments: list[dict]) -> str:
+    """The dataset's identity: every split's arrays and the environment list."""
     digest = hashlib.sha256()
     for split in SPLITS:
-        for key in ARRAYS:
-            array = np.ascontiguousarray(splits[split][key])
-            digest.update(f"{split}/{key}/{array.dtype.str}/{array.shape}".encode())
-            digest.update(array.tobytes())
+        _update(digest, split, splits[split])
     digest.update(json.dumps(environments, sort_keys=True).encode())
     return digest.hexdigest()
+
+
+def part_hashes(splits: dict, environments: list[dict], which=tuple(SPLITS)) -> dict[str, str]:
+    """One hash per split (of ``which``) and one of the environment list, so that a stage can
+    load (and check) only the splits it may read: training never opens test or adapt_query."""
+    hashes = {}
+    for split in which:
+        digest = hashlib.sha256()
+        _update(digest, split, splits[split])
+        hashes[split] = digest.hexdigest()
+    hashes["environments"] = hashlib.sha256(
+        json.dumps(environments, sort_keys=True).encode()
+    ).hexdigest()
+    return hashes
 
 
 def save_dataset(out_dir: Path, splits: dict, environments: list[dict], meta: dict) -> dict:
@@ -69,14 +88,21 @@ def save_dataset(out_dir: Path, splits: dict, environments: list[dict], meta: di
         "splits": {s: list(splits[s]["X"].shape) for s in SPLITS},
         "environments": environments,
         "content_hash": content_hash(splits, environments),
+        "part_hashes": part_hashes(splits, environments),
     }
     text = json.dumps(full_meta, indent=1, sort_keys=False) + "\n"
     atomic_write_text(out_dir / "meta.json", text)
     return full_meta
 
 
-def load_dataset(path: str | Path, verify_hash: bool = True) -> Dataset:
-    """Load and validate a dataset folder; every failure names the file and the fix."""
+def load_dataset(
+    path: str | Path, verify_hash: bool = True, splits: tuple[str, ...] | None = None
+) -> Dataset:
+    """Load and validate a dataset folder; every failure names the file and the fix.
+
+    ``splits`` (default: all) are the only split files opened, each checked against its own
+    hash: training loads ("train", "val") and so works without test or adaptation files.
+    """
     path = Path(path)
     regenerate = f"Fix: regenerate it (snakemake --cores 1 --force {path / 'meta.json'})."
     meta_file = path / "meta.json"
@@ -88,22 +114,36 @@ def load_dataset(path: str | Path, verify_hash: bool = True) -> Dataset:
         expected_hash = meta["content_hash"]
     except (json.JSONDecodeError, KeyError, TypeError) as err:
         raise DatasetError(f"{meta_file}: unreadable or incomplete ({err}). {regenerate}") from None
+    wanted = tuple(SPLITS) if splits is None else tuple(splits)
+    parts = meta.get("part_hashes")
+    if set(wanted) != set(SPLITS) and not isinstance(parts, dict):
+        raise DatasetError(f"{meta_file}: no per-split hashes (an older format). {regenerate}")
     envs = {e["id"]: e for e in environments}
-    raw, splits = {}, {}
-    for split, role in SPLITS.items():
+    raw, loaded = {}, {}
+    for split in wanted:
         file = path / f"{split}.npz"
         raw[split] = _read_npz(file, regenerate)
-        splits[split] = _check_split(file, raw[split], envs, role, regenerate)
-    if not np.array_equal(splits["adapt_support"].env_id, splits["adapt_query"].env_id):
+        loaded[split] = _check_split(file, raw[split], envs, SPLITS[split], regenerate)
+    if (
+        "adapt_support" in loaded
+        and "adapt_query" in loaded
+        and not np.array_equal(loaded["adapt_support"].env_id, loaded["adapt_query"].env_id)
+    ):
         raise DatasetError(
             f"{path}: adapt_support and adapt_query hold different environments. {regenerate}"
         )
-    if verify_hash and content_hash(raw, environments) != expected_hash:
-        raise DatasetError(
-            f"{meta_file}: content hash does not match the arrays and environments on disk "
-            f"(a file was edited or mixed from two generations). {regenerate}"
-        )
-    return Dataset(path=path, meta=meta, splits=splits)
+    if verify_hash:
+        if set(wanted) == set(SPLITS):
+            intact = content_hash(raw, environments) == expected_hash
+        else:
+            found = part_hashes({**dict.fromkeys(SPLITS, None), **raw}, environments, wanted)
+            intact = all(found[k] == parts.get(k) for k in found)
+        if not intact:
+            raise DatasetError(
+                f"{meta_file}: content hash does not match the arrays and environments on "
+                f"disk (a file was edited or mixed from two generations). {regenerate}"
+            )
+    return Dataset(path=path, meta=meta, splits=loaded)
 
 
 def _read_npz(file: Path, fix: str) -> dict:

@@ -27,6 +27,15 @@ class CoDALearner(ContextMixtureLearner):
             "minimum": 0,
             "default": 1.0e-4,
         },
+        "coda_clip_grad_norm": {
+            "description": (
+                "Clip the global gradient norm to this before every step, as CoDA's code does "
+                "(1.0); null: no clipping."
+            ),
+            "type": ["number", "null"],
+            "exclusiveMinimum": 0,
+            "default": 1.0,
+        },
         "coda_lambda_hyper": {
             "description": (
                 "Weight lambda_H of the l1,2 group norm of H (sum over root parameters of the "
@@ -60,7 +69,8 @@ class CoDALearner(ContextMixtureLearner):
 
     def fit(self, train, checkpoint=None):
         self._train = train
-        return train_joint(self, train, self.cfg["training"], checkpoint)
+        clip = self.cfg["coda_clip_grad_norm"]
+        return train_joint(self, train, self.cfg["training"], checkpoint, clip_grad_norm=clip)
 
     def adapt(self, support):
         return self.adapt_from_zeros(support, penalty=self.cfg["coda_lambda_ctx"])

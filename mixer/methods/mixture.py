@@ -170,9 +170,12 @@ class MixtureLearner(ContextMixtureLearner):
         sub = batch.subset(envs)
         contexts = self.ctx if envs is None else self.ctx[envs]
         pred = self.trajectories(contexts, sub, self.tf_alpha)
-        self._routed = torch.bincount(
-            self.model.route(contexts), minlength=self.model.n_experts
-        ).bool()
+        # The experts that receive a gradient: the routed ones, or all of them when the dense
+        # ablation mixes every expert's output.
+        if not self.cfg["dense"]:
+            self._routed = torch.bincount(
+                self.model.route(contexts), minlength=self.model.n_experts
+            ).bool()
         loss = (pred - sub.X).square().mean()
         if self.gate_mode == "gd" and self.cfg["load_balancing"] > 0:
             loss = loss + self.cfg["load_balancing"] * self.model.load_balancing_loss(contexts)
