@@ -1,17 +1,22 @@
 """Synthetic control charts (Alcock & Manolopoulos 1999; DATASETS.md §5).
 
 Six classes in three super-classes; every series is one environment with one trajectory of
-60 points (d = 1) on t = 1..60. Splits: ``train``, ``val`` and ``test`` hold the training
-series (a recorded series has no fresh initial conditions to draw, so in-domain evaluation
-re-uses them), ``adapt_support`` and ``adapt_query`` both hold the remaining series, which a
-learner adapts to and which are then classified from their contexts.
+60 points (d = 1) on t = 1..60. Series are scored on what they did not see (METHOD.md §5):
+every series is split in time at T_s = round(support_fraction x 60) (dataset key
+``support_fraction``, default 0.5). Training series give ``train`` and ``val`` (their first
+T_s points: a series has no fresh initial conditions to draw, so validation re-uses the
+training part, the only honest option) and ``test`` (their remaining points, t = T_s+1..60:
+the in-domain forecast of unseen time); the remaining series give ``adapt_support`` (first
+part, which a learner adapts to and which is then classified from its context) and
+``adapt_query`` (the rest, the forecast that is scored). ``meta.json`` records the split
+(``series_split``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from mixer.data.generate import SPLITS, register_generator
+from mixer.data.generate import SUPPORT_FRACTION, register_generator, split_series
 from mixer.errors import ConfigError
 
 MEAN, SCALE, LENGTH = 30.0, 2.0, 60
@@ -81,14 +86,12 @@ def generate_control_charts(spec: dict):
                 }
             )
             values.append(y)
-    values = np.asarray(values)
     t = np.arange(1, LENGTH + 1, dtype=np.float64)
-    splits = {}
-    for split, role in SPLITS.items():
-        ids = np.array([e["id"] for e in envs if e["role"] == role], dtype=np.int64)
-        splits[split] = {
-            "X": values[ids][:, None, :, None].copy(),
-            "t": np.tile(t, (len(ids), 1)),
-            "env_id": ids,
-        }
-    return splits, envs, {"classes": [c for c, _ in CLASSES], "superclasses": list(SUPERCLASSES)}
+    fraction = spec.get("support_fraction", SUPPORT_FRACTION)
+    splits, record = split_series(np.asarray(values)[:, :, None], t, envs, fraction)
+    extra = {
+        "classes": [c for c, _ in CLASSES],
+        "superclasses": list(SUPERCLASSES),
+        "series_split": record,
+    }
+    return splits, envs, extra

@@ -22,16 +22,29 @@ below Nyquist) and band-pass (``l_freq``-``h_freq``, 4th-order Butterworth, zero
 pass at or above the source's Nyquist frequency is skipped, since the data hold nothing above
 it, and the skip is recorded); resample to ``resample`` Hz (polyphase, anti-aliased); keep
 ``n_times`` samples from ``crop_start`` seconds; drop flat segments (a channel's standard
-deviation below ``reject_flat`` times that channel's median over the source's segments) and
-z-score every channel of every segment; drop segments with ``|z| > reject_z``. Every drop is
-counted per source and reason in the dataset's metadata (``segments``).
+deviation, over the whole segment or over its support part, below ``reject_flat`` times that
+channel's median over the source's segments) and segments with ``|z| > reject_z`` (z over the
+whole segment); z-score every channel of every segment with the mean and standard deviation
+of its support part (below), so that no statistic of the scored part leaks into what a
+learner fits. Every drop is counted per source and reason in the dataset's metadata
+(``segments``).
 
-Output: one environment per segment with one trajectory ([E, 1, n_times, n_channels], t in
-seconds from the segment start). ``family`` is the class label (``source/label`` when several
-sources are mixed, which then also fill ``superclass``: the source). Splits as for the control
-charts: ``train_per_class`` segments per class and source, drawn with the dataset seed, form
-train/val/test; the rest (at most ``max_adapt_per_class`` per class and source, also drawn)
-form adapt_support/adapt_query.
+Output: one environment per segment with one series ([n_times, n_channels], t in seconds from
+the segment start). ``family`` is the class label (``source/label`` when several sources are
+mixed, which then also fill ``superclass``: the source). ``train_per_class`` segments per class
+and source, drawn with the dataset seed, are training segments; the rest (at most
+``max_adapt_per_class`` per class and source, also drawn) are adaptation segments. Segments are
+scored on what they did not see (METHOD.md §5): each is split in time at
+T_s = round(support_fraction x n_times) (dataset key ``support_fraction``, default 0.5).
+``train`` and ``val`` hold the first T_s samples of the training segments (a recorded segment
+has no fresh initial conditions, so validation re-uses the training part, the only honest
+option), ``test`` the rest of them (the in-domain forecast of unseen time, t continuing from
+T_s / rate); ``adapt_support`` and ``adapt_query`` the first part and the rest of the adaptation
+segments. ``meta.json`` records the split (``series_split``).
+
+Not removed by the split: the band-pass and notch filters run forwards and backwards over the
+whole segment (or recording) and resampling is not causal either, so samples just before T_s
+carry a trace of those just after.
 """
 
 from __future__ import annotations
@@ -48,7 +61,12 @@ from mixer.data.eeg_sources import (
     raw_source,
     ts_sources,
 )
-from mixer.data.generate import SPLITS, register_generator
+from mixer.data.generate import (
+    SUPPORT_FRACTION,
+    register_generator,
+    series_support_length,
+    split_series,
+)
 from mixer.errors import ConfigError
 
 __all__ = [
@@ -70,6 +88,8 @@ __all__ = [
 def generate_eeg(spec: dict):
     if spec["channels"] is not None and spec["n_channels"] is not None:
         raise ConfigError("set either `channels` or `n_channels`, not both")
+    fraction = spec.get("support_fraction", SUPPORT_FRACTION)
+    support = series_support_length(spec["n_times"], fraction)  # before minutes of reading
     sources = load_sources(spec)
     names = [s.name for s in sources]
     if len(set(names)) != len(names):
@@ -85,7 +105,7 @@ def generate_eeg(spec: dict):
             f"sources differ in channel count after picks {widths}; set `n_channels` or "
             "`channels` so that they match"
         )
-    processed = [preprocess(s, spec) for s in sources]
+    processed = [preprocess(s, spec, support_samples=support) for s in sources]
     mixed = len(sources) > 1
     families = [
         (si, label)
@@ -146,20 +166,14 @@ def generate_eeg(spec: dict):
     if len({p[2]["info"]["rate"] for p in processed}) > 1:
         raise ConfigError("sources ended at different rates; set `resample`")
     t = np.arange(spec["n_times"], dtype=np.float64) / rate
-    splits = {}
-    for split, role in SPLITS.items():
-        ids = np.array([e["id"] for e in envs if e["role"] == role], dtype=np.int64)
-        splits[split] = {
-            "X": values[ids][:, None].copy(),
-            "t": np.tile(t, (len(ids), 1)),
-            "env_id": ids,
-        }
+    splits, record = split_series(values, t, envs, fraction)
     for name in segments:
         segments[name]["info"] = segments[name].pop("info")
     extra = {
         "classes": family_names,
         "sampling_rate": rate,
         "segments": segments,
+        "series_split": record,
     }
     if mixed:
         extra["superclasses"] = names

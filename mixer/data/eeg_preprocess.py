@@ -80,8 +80,19 @@ def apply_filters(inst, spec: dict) -> dict:
     return applied
 
 
-def preprocess(source: Source, spec: dict) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Z-scored segments [k, C, n_times] of ``source``, their case indices, and the counts."""
+def preprocess(
+    source: Source, spec: dict, support_samples: int | None = None
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Z-scored segments [k, C, n_times] of ``source``, their case indices, and the counts.
+
+    A segment is flat when a channel's standard deviation, over the whole segment or over
+    its first ``support_samples`` (whose statistics scale the output), is below
+    ``reject_flat`` times that channel's median over the source's segments; it is extreme
+    when a value of its per-channel z-scored series (whole segment) exceeds ``reject_z``.
+    Each kept channel is then z-scored with the mean and standard deviation of its first
+    ``support_samples`` samples (None: the whole segment), the part a learner fits, so that
+    the scored rest leaks no statistic into it.
+    """
     import mne
 
     rate = float(spec["resample"] or source.sfreq)
@@ -113,16 +124,19 @@ def preprocess(source: Source, spec: dict) -> tuple[np.ndarray, np.ndarray, dict
             "tmin/tmax."
         )
     data = data[:, :, start:stop]
-    std = data.std(axis=-1)
-    flat = (std <= 0).any(axis=1)
-    if spec["reject_flat"]:
-        flat |= (std < spec["reject_flat"] * np.median(std, axis=0)).any(axis=1)
+    support = data[:, :, :support_samples]
+    flat = np.zeros(len(data), dtype=bool)
+    for std in (data.std(axis=-1), support.std(axis=-1)):
+        flat |= (std <= 0).any(axis=1)
+        if spec["reject_flat"]:
+            flat |= (std < spec["reject_flat"] * np.median(std, axis=0)).any(axis=1)
     counts["dropped_flat"] = int(flat.sum())
-    data, std, cases = data[~flat], std[~flat], cases[~flat]
-    z = (data - data.mean(axis=-1, keepdims=True)) / std[..., None]
-    extreme = np.zeros(len(z), dtype=bool)
+    data, support, cases = data[~flat], support[~flat], cases[~flat]
+    extreme = np.zeros(len(data), dtype=bool)
     if spec["reject_z"] is not None:
-        extreme = (np.abs(z) > spec["reject_z"]).any(axis=(1, 2))
+        whole = (data - data.mean(axis=-1, keepdims=True)) / data.std(axis=-1, keepdims=True)
+        extreme = (np.abs(whole) > spec["reject_z"]).any(axis=(1, 2))
+    z = (data - support.mean(axis=-1, keepdims=True)) / support.std(axis=-1, keepdims=True)
     counts["dropped_extreme"] = int(extreme.sum())
     counts["kept"] = int((~extreme).sum())
     info_out = {
@@ -131,6 +145,7 @@ def preprocess(source: Source, spec: dict) -> tuple[np.ndarray, np.ndarray, dict
         "rate": rate,
         "channels": info.ch_names,
         "channel_types": [source.ch_types[i] for i in picks],
+        "z_score_samples": data.shape[-1] if support_samples is None else support_samples,
         **source.notes,
     }
     if not source.filtered:

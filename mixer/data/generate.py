@@ -25,6 +25,16 @@ SPLITS = {
     "adapt_query": "adapt",
 }
 MAX_RESAMPLING_ROUNDS = 50
+# Labelled series (control charts, EEG) are split in time: what each split holds.
+SERIES_PARTS = {
+    "train": "support",
+    "val": "support",
+    "test": "query",
+    "adapt_support": "support",
+    "adapt_query": "query",
+}
+SUPPORT_FRACTION = 0.5  # default of the dataset key `support_fraction`
+MIN_PART_SAMPLES = 2
 
 GENERATORS: dict[str, Callable] = {}
 
@@ -126,3 +136,66 @@ def _trajectories(group, n_traj, seed, split):
             "Fix: narrow the system's initial-condition box or shorten its horizon."
         )
     return X.reshape(len(group), n_traj, len(t), system.state_dim), redrawn
+
+
+def series_support_length(n_times: int, support_fraction) -> int:
+    """T_s = round(support_fraction x T), the support part's length (at least 2 samples on
+    each side of the split); a clear ``ConfigError`` naming ``support_fraction`` otherwise."""
+    valid = isinstance(support_fraction, int | float) and not isinstance(support_fraction, bool)
+    if not valid or not 0 < support_fraction < 1:
+        raise ConfigError(
+            f"support_fraction must be a number strictly between 0 and 1 (the share of every "
+            f"series its support part holds); got {support_fraction!r}"
+        )
+    support = round(support_fraction * n_times)
+    if min(support, n_times - support) < MIN_PART_SAMPLES:
+        low, high = MIN_PART_SAMPLES / n_times, 1 - MIN_PART_SAMPLES / n_times
+        raise ConfigError(
+            f"support_fraction = {support_fraction} splits series of {n_times} samples into "
+            f"{support} support and {n_times - support} query samples; each part needs at "
+            f"least {MIN_PART_SAMPLES}. Fix: set support_fraction between {low:.3g} and "
+            f"{high:.3g} (or use longer series)."
+        )
+    return support
+
+
+def split_series(values: np.ndarray, t: np.ndarray, envs: list[dict], support_fraction):
+    """The five splits of labelled series, split in time (METHOD.md §5).
+
+    ``values`` [E, T, d] holds one series per environment (row i is environment ``envs[i]``,
+    whose ``id`` is i) on the common grid ``t`` [T]. With T_s = round(support_fraction x T),
+    the support part is samples [0, T_s) and the query part [T_s, T), on its own grid
+    t[T_s:] that continues the times: every query sample lies strictly after every support
+    sample of its series. Training series give ``train`` and ``val`` (their support part:
+    a recorded series has no fresh initial conditions, so validation can only re-use what
+    training fits) and ``test`` (their query part: the in-domain forecast of unseen time);
+    adaptation series give ``adapt_support`` and ``adapt_query``. Each split holds one
+    trajectory per environment.
+
+    Returns ``(splits, record)``; ``record`` (for meta.json, key ``series_split``) gives the
+    fraction, both lengths and what each split holds.
+    """
+    values, t = np.asarray(values, dtype=np.float64), np.asarray(t, dtype=np.float64)
+    n_times = values.shape[1]
+    if t.shape != (n_times,):
+        raise ValueError(f"t {t.shape} must be [T] with T = {n_times}")
+    if [e["id"] for e in envs] != list(range(len(values))):
+        raise ValueError("environment ids must be 0..E-1, the rows of `values`")
+    support = series_support_length(n_times, support_fraction)
+    parts = {"support": slice(0, support), "query": slice(support, n_times)}
+    splits = {}
+    for split, role in SPLITS.items():
+        ids = np.array([e["id"] for e in envs if e["role"] == role], dtype=np.int64)
+        window = parts[SERIES_PARTS[split]]
+        splits[split] = {
+            "X": values[ids][:, None, window].copy(),
+            "t": np.tile(t[window], (len(ids), 1)),
+            "env_id": ids,
+        }
+    record = {
+        "support_fraction": float(support_fraction),
+        "support_length": support,
+        "query_length": n_times - support,
+        "parts": dict(SERIES_PARTS),
+    }
+    return splits, record

@@ -6,10 +6,16 @@ import numpy as np
 
 
 def _series_by_class(control_charts):
+    """Whole series: the support part (train / adapt_support) followed by the query part
+    (test / adapt_query) of every environment."""
     _, splits, envs, _ = control_charts
-    X = np.concatenate([splits["train"]["X"], splits["adapt_support"]["X"]])[:, 0, :, 0]
-    ids = np.concatenate([splits["train"]["env_id"], splits["adapt_support"]["env_id"]])
-    t = splits["train"]["t"][0]
+    parts = [("train", "test"), ("adapt_support", "adapt_query")]
+    X = np.concatenate(
+        [np.concatenate([splits[a]["X"], splits[b]["X"]], axis=2) for a, b in parts]
+    )[:, 0, :, 0]
+    ids = np.concatenate([splits[a]["env_id"] for a, _ in parts])
+    t = np.concatenate([splits["train"]["t"][0], splits["test"]["t"][0]])
+    assert X.shape[1] == len(t) == 60
     by_class = {}
     for row, env_id in zip(X, ids, strict=True):
         env = envs[env_id]
@@ -52,5 +58,9 @@ def test_superclasses_and_balanced_splits(control_charts):
     assert super_of["decreasing_trend"] == super_of["downward_shift"] == "falling"
     train_labels = [envs[i]["family_index"] for i in splits["train"]["env_id"]]
     assert np.bincount(train_labels).tolist() == [5] * 6
-    assert splits["adapt_support"]["X"].shape == (6 * 35, 1, 60, 1)
-    np.testing.assert_array_equal(splits["train"]["X"], splits["test"]["X"])
+    # split in time at the default support_fraction 0.5: 30 points fitted, 30 forecast
+    assert splits["adapt_support"]["X"].shape == (6 * 35, 1, 30, 1)
+    assert splits["adapt_query"]["X"].shape == (6 * 35, 1, 30, 1)
+    assert splits["train"]["X"].shape == splits["test"]["X"].shape == (6 * 5, 1, 30, 1)
+    np.testing.assert_array_equal(splits["train"]["X"], splits["val"]["X"])
+    np.testing.assert_array_equal(splits["train"]["env_id"], splits["test"]["env_id"])

