@@ -26,11 +26,18 @@ BLOCKS = ("training", "adaptation", "solver")
 CELL_KEYS = ("method", "regime", "dataset", "seed", "device", "regime_knobs")
 
 
-def resolve_method(config: dict, method: str, regime: str = "default") -> dict:
-    """A validated config's method entry in one regime: blocks merged, knobs applied."""
+def resolve_method(
+    config: dict, method: str, regime: str = "default", budget: dict | None = None
+) -> dict:
+    """A validated config's method entry in one regime: blocks merged, knobs applied.
+
+    ``budget``: an experiment's own ``training``/``adaptation`` keys, merged over the method's
+    and the global ones (:func:`experiment_budget`).
+    """
     entry = copy.deepcopy(config["methods"][method])
+    budget = budget or {}
     for block in BLOCKS:
-        merged = {**config[block], **entry[block]}
+        merged = {**config[block], **entry[block], **budget.get(block, {})}
         errors = list(DefaultFillingValidator(schema()["$defs"][block]).iter_errors(merged))
         if errors:
             raise problems_error(
@@ -56,10 +63,32 @@ def resolve_method(config: dict, method: str, regime: str = "default") -> dict:
     return entry
 
 
+def experiment_budget(config: dict, dataset: str, regime: str, method: str) -> dict:
+    """The ``training``/``adaptation`` overrides of the experiments that hold this cell.
+
+    A cell is named by (dataset, regime, method, seed), not by its experiment: two experiments
+    that hold the same cell with different budgets are an error, not a silent choice.
+    """
+    found: dict[int, dict] = {}
+    for i, exp in enumerate(config.get("experiments", [])):
+        if dataset in exp["datasets"] and regime in exp["regimes"] and method in exp["methods"]:
+            found[i] = {block: exp.get(block) or {} for block in ("training", "adaptation")}
+    budgets = list(found.values())
+    if any(b != budgets[0] for b in budgets[1:]):
+        which = ", ".join(f"experiments[{i}]" for i in found)
+        raise ConfigError(
+            f"cell {dataset}/{regime}/{method} is in {which} with different training or "
+            "adaptation overrides. Fix: give it one budget (move it to one experiment, or use "
+            "another regime name)."
+        )
+    return budgets[0] if budgets else {}
+
+
 def resolve_cell(config: dict, dataset: str, regime: str, method: str, seed: int) -> dict:
     """Everything one cell's training needs, resolved from a validated config."""
+    budget = experiment_budget(config, dataset, regime, method)
     return {
-        **resolve_method(config, method, regime),
+        **resolve_method(config, method, regime, budget),
         "method": method,
         "regime": regime,
         "dataset": dataset,

@@ -20,6 +20,7 @@ from mixer.data import load_dataset
 from mixer.fileio import atomic_write
 from mixer.identity import fingerprint
 from mixer.methods import learner_class
+from mixer.progress import reporting
 from mixer.training import Diverged, TrainLog
 
 TRAINING_SPLITS = ("train", "val")
@@ -59,7 +60,8 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     status, reason, log = "ok", "", TrainLog()
     began = time.perf_counter()
     try:
-        log = learner.fit(train, checkpoint)
+        with reporting(f"{cfg['method']} seed {seed}"):
+            log = learner.fit(train, checkpoint)
     except Diverged as err:
         status, reason = "diverged", str(err)
     wall = time.perf_counter() - began

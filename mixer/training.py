@@ -29,6 +29,7 @@ import torch
 from mixer.checkpoint import as_checkpoint
 from mixer.fileio import atomic_write
 from mixer.optim import make_optimizer, step_schedule_factor
+from mixer.progress import report
 
 
 class Diverged(Exception):
@@ -154,7 +155,7 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
                     losses.append(loss.detach())
             opt.zero_grad(set_to_none=True)
         routing = learner.routing()
-        _end_outer_step(log, outer, losses, began, opt_model, learner, routing)
+        _end_outer_step(log, outer, losses, began, opt_model, learner, routing, n_outer)
         _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers, log)
     return log
 
@@ -182,7 +183,7 @@ def _resume(checkpoint, learner, optimizers: dict) -> tuple[TrainLog, int]:
     return TrainLog(**state["log"]), start
 
 
-def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing) -> None:
+def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing, n_outer) -> None:
     """The one host synchronisation of an outer step: mean loss, NaN check, log row."""
     mean_loss = torch.stack(losses).mean().item()
     log.seconds += time.perf_counter() - began
@@ -199,6 +200,7 @@ def _end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing) 
             **learner.log_extras(),
         }
     )
+    report(log.rows[-1], n_outer)
 
 
 def _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:
@@ -259,6 +261,6 @@ def train_joint(
             opt.step()
             log.inner_steps += 1
             losses.append(loss.detach())
-        _end_outer_step(log, outer, losses, began, opt, learner, None)
+        _end_outer_step(log, outer, losses, began, opt, learner, None, n_outer)
         _maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers, log)
     return log

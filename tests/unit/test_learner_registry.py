@@ -134,3 +134,27 @@ def test_resolving_every_cell_of_the_default_config_imports_no_torch():
     run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr
     assert int(run.stdout) > 10
+
+
+def test_an_experiment_sets_the_budget_of_its_cells():
+    cfg = copy.deepcopy(BASE)
+    cfg["methods"]["coda"]["training"] = {"lr_model": 5e-3}
+    ode = {"generator": "ode", "systems": ["lotka_volterra"]}
+    cfg["datasets"] = {"lv": ode, "gly": {**ode, "systems": ["glycolytic"]}}
+    cfg["experiments"] = [
+        {"datasets": ["lv"], "methods": ["coda", "mix"],
+         "training": {"outer_steps": 7}, "adaptation": {"steps": 9}},
+        {"datasets": ["gly"], "methods": ["coda"]},
+    ]  # fmt: skip
+    cfg = validate_config(cfg)
+    lv = resolve_cell(cfg, "lv", "default", "coda", 0)
+    assert lv["training"]["outer_steps"] == 7 and lv["adaptation"]["steps"] == 9
+    assert lv["training"]["lr_model"] == 5e-3  # the method's own key is kept
+    assert validate_cell(copy.deepcopy(lv)) == lv  # the CLI accepts the budgeted cell
+    gly = resolve_cell(cfg, "gly", "default", "coda", 0)
+    assert gly["training"]["outer_steps"] == cfg["training"]["outer_steps"] != 7
+    cfg["experiments"].append(
+        {"datasets": ["lv"], "methods": ["coda"], "training": {"outer_steps": 8}}
+    )
+    with pytest.raises(ConfigError, match=r"cell lv/default/coda is in experiments\[0\], "):
+        validate_config(cfg)

@@ -131,3 +131,31 @@ def test_routing_settled_step():
     trace = np.array([[0, 0], [1, 0], [1, 0], [1, 2], [1, 2]])
     assert routing_settled_step(trace) == 4  # final routing first seen after outer step 4
     assert routing_settled_step(np.zeros((4, 3))) == 1
+
+
+def test_progress_lines_every_tenth_of_the_run_and_a_bar_on_a_terminal():
+    import io
+
+    from mixer.progress import report, reporting
+
+    rows = [{"outer_step": k, "loss": 1.0 / k, "seconds": 0.5 * k} for k in range(1, 21)]
+    plain = io.StringIO()
+    with reporting("mixer seed 0", stream=plain):
+        for row in rows:
+            report(row, 20)
+    lines = plain.getvalue().splitlines()
+    assert [line.split(",")[0] for line in lines] == [
+        f"mixer seed 0: outer step {k}/20" for k in (2, 4, 6, 8, 10, 12, 14, 16, 18, 20)
+    ]
+    assert lines[-1] == "mixer seed 0: outer step 20/20, loss 0.05, 10.0 s"
+    report(rows[0], 20)  # outside a reporting block: nothing, no error
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    tty = Terminal()
+    with reporting("mixer seed 0", stream=tty):
+        for row in rows:
+            report(row, 20)
+    assert "20/20" in tty.getvalue() and "loss=0.05" in tty.getvalue()
