@@ -203,7 +203,7 @@ def _check_systems(config: dict) -> None:
 
 def _check_experiments(config: dict) -> None:
     """Every name an experiment uses must exist, and every method must resolve cleanly."""
-    from mixer.cells import resolve_cell
+    from mixer.cells import resolve_cell, resolve_method
 
     for i, exp in enumerate(config.get("experiments", [])):
         for key in ("datasets", "methods", "regimes"):
@@ -214,9 +214,10 @@ def _check_experiments(config: dict) -> None:
                         f"experiments[{i}].{key}: '{name}' is not defined under `{key}` "
                         f"(defined: {', '.join(known) or 'none'})"
                     )
-        for dataset in exp["datasets"]:
-            for regime in exp["regimes"]:
-                for method in exp["methods"]:
+        for regime in exp["regimes"]:
+            for method in exp["methods"]:
+                resolve_method(config, method, regime)  # even when it lists no dataset yet
+                for dataset in exp["datasets"]:
                     resolve_cell(config, dataset, regime, method, 0)
 
 
