@@ -84,6 +84,24 @@ def experiment_budget(config: dict, dataset: str, regime: str, method: str) -> d
     return budgets[0] if budgets else {}
 
 
+def experiment_cells(config: dict) -> list[tuple[str, str, str, int]]:
+    """Every cell (dataset, regime, method, seed) of the experiments, sorted, each once.
+
+    An experiment's own ``seeds`` replace the global list for its cells (e.g. fewer seeds for
+    an expensive comparison row).
+    """
+    return sorted(
+        {
+            (dataset, regime, method, seed)
+            for exp in config.get("experiments", [])
+            for dataset in exp["datasets"]
+            for regime in exp["regimes"]
+            for method in exp["methods"]
+            for seed in exp.get("seeds") or config["seeds"]
+        }
+    )
+
+
 def resolve_cell(config: dict, dataset: str, regime: str, method: str, seed: int) -> dict:
     """Everything one cell's training needs, resolved from a validated config."""
     budget = experiment_budget(config, dataset, regime, method)

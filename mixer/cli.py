@@ -228,19 +228,14 @@ def _plot(args) -> int:
 
 def _check_config(args) -> int:
     # Snakemake reports a YAML error in a --configfile without its line; this names it.
-    from mixer.cells import resolve_cell
+    from mixer.cells import experiment_cells, resolve_cell
     from mixer.config import load_config
 
     config = load_config(*args.files)
-    cells = 0
-    for exp in config["experiments"]:
-        for dataset in exp["datasets"]:
-            for regime in exp["regimes"]:
-                for method in exp["methods"]:
-                    for seed in config["seeds"]:
-                        resolve_cell(config, dataset, regime, method, seed)
-                        cells += 1
-    print(f"ok: {len(config['datasets'])} datasets, {cells} cells")
+    cells = experiment_cells(config)
+    for cell in cells:
+        resolve_cell(config, *cell)
+    print(f"ok: {len(config['datasets'])} datasets, {len(cells)} cells")
     return 0
 
 

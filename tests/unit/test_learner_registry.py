@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from mixer.cells import resolve_cell, validate_cell
+from mixer.cells import experiment_cells, resolve_cell, validate_cell
 from mixer.config import validate_config
 from mixer.errors import ConfigError
 from mixer.methods.registry import build_catalog, learner_spec, load_catalog
@@ -157,4 +157,21 @@ def test_an_experiment_sets_the_budget_of_its_cells():
         {"datasets": ["lv"], "methods": ["coda"], "training": {"outer_steps": 8}}
     )
     with pytest.raises(ConfigError, match=r"cell lv/default/coda is in experiments\[0\], "):
+        validate_config(cfg)
+
+
+def test_an_experiment_may_run_its_cells_on_its_own_seeds():
+    cfg = copy.deepcopy(BASE)
+    cfg["datasets"] = {"lv": {"generator": "ode", "systems": ["lotka_volterra"]}}
+    cfg["seeds"] = [0, 1, 2]
+    cfg["experiments"] = [
+        {"datasets": ["lv"], "methods": ["coda"]},
+        {"datasets": ["lv"], "methods": ["mix"], "seeds": [0, 1]},
+    ]
+    cells = experiment_cells(validate_config(cfg))
+    assert cells == [("lv", "default", "coda", s) for s in (0, 1, 2)] + [
+        ("lv", "default", "mix", s) for s in (0, 1)
+    ]
+    cfg["experiments"][1]["seeds"] = []
+    with pytest.raises(ConfigError, match="seeds"):
         validate_config(cfg)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from mixer.data import SPLITS
 from mixer.provenance import source_hash
-from mixer.cells import resolve_cell
+from mixer.cells import experiment_cells, resolve_cell
 
 
 def dataset_files(dataset):
@@ -55,17 +55,11 @@ def cell_spec(wildcards):
 
 
 def metrics_targets():
-    """metrics.json of every cell of every experiment, for every seed."""
-    return sorted(
-        {
-            f"results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json"
-            for exp in config["experiments"]
-            for dataset in exp["datasets"]
-            for regime in exp["regimes"]
-            for method in exp["methods"]
-            for seed in config["seeds"]
-        }
-    )
+    """metrics.json of every cell of every experiment, for each of its seeds."""
+    return [
+        f"results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json"
+        for dataset, regime, method, seed in experiment_cells(config)
+    ]
 
 
 def report_targets():
