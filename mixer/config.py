@@ -8,6 +8,7 @@ fails on a bad config) and in the CLI (so a hand-run command is held to the same
 from __future__ import annotations
 
 import copy
+import functools
 from pathlib import Path
 
 import yaml
@@ -23,8 +24,15 @@ SCHEMA_FILE = Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "co
 
 
 def schema() -> dict:
+    """The config schema (a fresh copy: validation fills defaults into what it is given)."""
+    return copy.deepcopy(_schema_file())
+
+
+@functools.cache
+def _schema_file() -> dict:
     # The package is installed editable (README): the schema stays where Snakemake users
     # expect it, in workflow/schemas/, and both the workflow and the CLI read that one file.
+    # Read once per process: resolving the paper grid's cells asks for it hundreds of times.
     if not SCHEMA_FILE.is_file():
         raise ConfigError(
             f"config schema {SCHEMA_FILE} not found. Fix: install mixer-bench editable from "
