@@ -187,3 +187,12 @@ def test_the_shipped_anchors_are_the_authors_figures():
     # Names the suite uses: the registry's learners, the default config's datasets.
     assert set(anchors["learner"]) <= set(learner_names())
     assert set(anchors["dataset"]) <= set(load_config(REPO / "config" / "config.yaml")["datasets"])
+
+
+def test_config_key_defaults_to_the_shipped_anchors():
+    from mixer.config import validate_config
+
+    path = validate_config({})["literature"]
+    assert path == "config/literature.csv" and (REPO / path).is_file()
+    with pytest.raises(ConfigError, match="literature"):
+        validate_config({"literature": 3})
