@@ -73,6 +73,21 @@ def main(argv: list[str] | None = None) -> int:
     plot.add_argument("--strict", action="store_true", help="fail on a figure that cannot be drawn")
     plot.set_defaults(run=_plot)
 
+    literature = commands.add_parser(
+        "literature", help="the baselines' results next to their authors' logged figures"
+    )
+    literature.add_argument(
+        "--runs", type=Path, required=True, help="runs.csv of `mixer aggregate`"
+    )
+    literature.add_argument(
+        "--anchors",
+        type=Path,
+        default=Path("config/literature.csv"),
+        help="the logged figures (config key `literature`; default config/literature.csv)",
+    )
+    literature.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
+    literature.set_defaults(run=_literature)
+
     check = commands.add_parser(
         "check-config",
         help="validate config files merged as `snakemake --configfile` merges them",
@@ -223,6 +238,17 @@ def _plot(args) -> int:
 
     written = make_figures(args.runs, args.out_dir, strict=args.strict)
     print(f"{len(written)} figures -> {args.out_dir}")
+    return 0
+
+
+def _literature(args) -> int:
+    from mixer.literature import write_literature
+
+    written = write_literature(args.runs, args.anchors, args.out_dir)
+    import pandas as pd
+
+    verdicts = pd.read_csv(written["csv"])["verdict"].value_counts().to_dict()
+    print(f"literature rows {verdicts} -> {args.out_dir}")
     return 0
 
 

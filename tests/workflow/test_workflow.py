@@ -62,8 +62,10 @@ def workdir(tmp_path):
 
 
 def snakemake(workdir, *args):
-    # examples/ on the path: the tiny config names the README's example learner.
-    env = {**os.environ, "PYTHONPATH": str(workdir / "examples")}
+    # examples/ on the path: the tiny config names the README's example learner. A caller's
+    # PYTHONPATH stays after it (e.g. the checkout under test ahead of an installed copy).
+    path = [str(workdir / "examples"), os.environ.get("PYTHONPATH", "")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in path if p)}
     return subprocess.run(
         [*SNAKEMAKE, *args], cwd=workdir, capture_output=True, text=True, timeout=600, env=env
     )
@@ -95,7 +97,7 @@ def test_dry_run_default_config_lists_every_job(workdir):
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
     assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
     assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
-    assert counts["aggregate"] == counts["plots"] == "1", run.stdout
+    assert counts["aggregate"] == counts["literature"] == counts["plots"] == "1", run.stdout
 
 
 def test_dry_run_paper_config_lists_the_whole_grid(workdir):
@@ -155,6 +157,8 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     assert "## tiny_lv" in summary and "| default | mixer | 2/2 |" in summary
     assert "| default | meanfield | 2/2 |" in summary
     assert (tables / "summary.tex").read_text().startswith("%")
+    # No coda or ncf cell on the anchors' datasets: every logged figure stands alone.
+    assert set(pd.read_csv(tables / "literature.csv")["verdict"]) == {"not run"}
     figures = workdir / "results" / "figures"
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(FIGURES)
     report = snakemake(workdir, "--report", "results/report.html")
@@ -231,6 +235,10 @@ def planned(workdir):
     return {k: int(v) for k, v in counts.items() if k != "total"}, cells
 
 
+# One cell to redo: its training, scoring and every table and figure after them.
+RETRAIN_ONE = {"train": 1, "evaluate": 1, "aggregate": 1, "literature": 1, "plots": 1}
+
+
 def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
     # 3 experts for 2 training environments: `mixer train` fails with a ConfigError.
     config = workdir / "config" / "config.yaml"
@@ -248,16 +256,17 @@ def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
     assert "| default | mixer | 0/1 |" in (workdir / "results/tables/summary.md").read_text()
     figures = workdir / "results" / "figures"
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(FIGURES)
+    assert (workdir / "results/tables/literature.md").is_file()
 
     # Without the failed method the partial tables are rebuilt by the rules, nothing trained.
     config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3").replace("mixer, single", "single"))
-    assert planned(workdir) == ({"aggregate": 1, "plots": 1, "all": 1}, set())
+    assert planned(workdir) == ({"aggregate": 1, "literature": 1, "plots": 1, "all": 1}, set())
 
     # The next invocation retries only the failed cell (then the tables and figures).
     config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3"))
     counts, todo = planned(workdir)
     assert todo == {"tiny_ho/default/mixer/seed0"}
-    assert counts == {"train": 1, "evaluate": 1, "aggregate": 1, "plots": 1, "all": 1}
+    assert counts == {**RETRAIN_ONE, "all": 1}
 
     # Fixed, the run does that cell and the aggregates only, after which nothing is left.
     config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "2"))
@@ -273,7 +282,7 @@ def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
     shutil.rmtree(cells / "single" / "seed0")
     counts, todo = planned(workdir)
     assert todo == {"tiny_ho/default/single/seed0"}
-    assert counts == {"train": 1, "evaluate": 1, "aggregate": 1, "plots": 1, "all": 1}
+    assert counts == {**RETRAIN_ONE, "all": 1}
 
 
 def test_readme_example_learner_is_the_tested_module():

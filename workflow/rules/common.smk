@@ -64,7 +64,7 @@ def metrics_targets():
 
 def report_targets():
     """The tables and figures (rules defined in report.smk)."""
-    return [*rules.aggregate.output, *rules.plots.output]
+    return [*rules.aggregate.output, *rules.literature.output, *rules.plots.output]
 
 
 def all_targets():
@@ -84,20 +84,19 @@ def partial_report():
 
     runs = rules.aggregate.output.runs
     tables, figures = Path(runs).parent, Path(rules.plots.output[0]).parent
-    try:
-        mixer(
-            [
-                "aggregate",
-                "--reference",
-                config["reference_method"],
-                "--out-dir",
-                str(tables),
-                *metrics_targets(),
-            ]
-        )
-        mixer(["plot", "--runs", runs, "--out-dir", str(figures)])
-    except Exception as err:
-        print(f"partial report failed: {type(err).__name__}: {err}")
+    aggregate = ["aggregate", "--reference", config["reference_method"]]
+    literature = ["literature", "--runs", runs, "--anchors", config["literature"]]
+    commands = [
+        [*aggregate, "--out-dir", str(tables), *metrics_targets()],
+        [*literature, "--out-dir", str(tables)],
+        ["plot", "--runs", runs, "--out-dir", str(figures)],
+    ]
+    # One at a time: a table or figure that cannot be made does not cost the others.
+    for command in commands:
+        try:
+            mixer(command)
+        except Exception as err:
+            print(f"partial report: {command[0]} failed: {type(err).__name__}: {err}")
     for path in map(Path, report_targets()):
         if path.exists():
             os.utime(path, (1, 1))  # not 0: Snakemake reads an mtime of 0 as unknown

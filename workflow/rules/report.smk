@@ -32,6 +32,32 @@ rule aggregate:
         " {input.metrics} > {log} 2>&1"
 
 
+# Our baselines' cells against the figures their authors logged (config key `literature`).
+rule literature:
+    input:
+        runs=rules.aggregate.output.runs,
+        anchors=config["literature"],
+    output:
+        table=report(
+            "results/tables/literature.csv",
+            caption="../report/literature.rst",
+            category="Tables",
+        ),
+        markdown="results/tables/literature.md",
+    log:
+        "logs/literature.log",
+    conda:
+        "../envs/mixer.yaml"
+    threads: 1
+    params:
+        code=source_hash("literature.py", "fileio.py"),
+    message:
+        "Setting the baselines against their authors' logged figures"
+    shell:
+        "mixer literature --runs {input.runs} --anchors {input.anchors}"
+        " --out-dir $(dirname {output.table}) > {log} 2>&1"
+
+
 # The figures read runs.csv, then the metrics.json of every cell it lists and, for family
 # names, the datasets' meta.json: all declared here.
 rule plots:

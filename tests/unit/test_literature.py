@@ -1,0 +1,198 @@
+"""The literature table on a hand-made runs.csv: numbers, ignored cells, not-run anchors, errors."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mixer.errors import ConfigError
+from mixer.literature import read_anchors, verdict, write_literature
+
+REPO = Path(__file__).resolve().parents[2]
+NAN = math.nan
+ANCHORS = """dataset,learner,metric,low,high,source,setting
+glycolytic,coda,mse_id,4.1e-4,4.9e-4,"CoDA paper, logged runs","width 224"
+glycolytic,ncf,mse_ood,5.9e-4,5.9e-4,NCF paper,
+selkov,coda,mse_id,9.0e-3,1.04e-2,"CoDA paper, logged runs","width 224"
+"""
+# (regime, method, seed, status, learner, mse_id, mse_ood); a cell that has no metrics.json
+# (missing, failed) has no learner in runs.csv.
+CELLS = [
+    ("default", "coda", 0, "ok", "coda", 4e-4, 1.0),
+    ("default", "coda", 1, "ok", "coda", 6e-4, 1.0),
+    ("default", "coda", 2, "ok", "coda", 8e-4, 1.0),
+    ("default", "coda", 3, "diverged", "coda", 5.0, 5.0),  # not a measurement
+    ("traj1", "coda", 0, "ok", "coda", 1e-1, 1e-1),  # other data: not the authors' protocol
+    ("default", "coda-authors", 0, "ok", "coda", 3e-4, 1.0),
+    ("default", "coda-authors", 1, "ok", "coda", 5e-4, 1.0),
+    ("default", "coda-authors", 2, "missing", NAN, NAN, NAN),
+    ("default", "ncf", 0, "ok", "ncf", 1.0, 1.5e-3),
+    ("default", "ncf", 1, "ok", "ncf", 1.0, 2.5e-3),
+    ("default", "single", 0, "ok", "single", 1e-9, 1e-9),  # another learner
+]
+
+
+@pytest.fixture
+def tables(tmp_path):
+    columns = ["regime", "method", "seed", "status", "learner", "mse_id", "mse_ood"]
+    runs = pd.DataFrame(CELLS, columns=columns)
+    runs.insert(0, "dataset", "glycolytic")
+    runs.insert(5, "reason", "")
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "anchors.csv").write_text(ANCHORS)
+    paths = write_literature(tmp_path / "runs.csv", tmp_path / "anchors.csv", tmp_path / "out")
+    table = pd.read_csv(paths["csv"], keep_default_na=False, na_values=[""])
+    return table, paths["markdown"].read_text()
+
+
+def _row(table, metric, method):
+    found = table[(table["metric"] == metric) & (table["method"] == method)]
+    assert len(found) == 1, table
+    return found.iloc[0]
+
+
+def test_mean_std_ratio_and_verdict_over_the_ok_default_seeds(tables):
+    table, _ = tables
+    coda = _row(table, "mse_id", "coda")
+    middle = math.sqrt(4.1e-4 * 4.9e-4)  # the geometric middle of the logged range
+    assert coda["ours_mean"] == pytest.approx(6e-4, rel=1e-12)
+    assert coda["ours_std"] == pytest.approx(2e-4, rel=1e-9)  # sample std (ddof 1)
+    assert (coda["n_ok"], coda["n_cells"]) == (3, 4)
+    assert coda["ratio"] == pytest.approx(6e-4 / middle, rel=1e-12)
+    assert coda["ratio"] != pytest.approx(6e-4 / 4.5e-4, rel=1e-6)  # not the arithmetic one
+    assert coda["verdict"] == "within 2x"
+    assert (coda["logged_low"], coda["logged_high"]) == (4.1e-4, 4.9e-4)
+    assert (coda["source"], coda["setting"]) == ("CoDA paper, logged runs", "width 224")
+
+
+def test_a_method_of_the_learner_under_another_name_counts_its_cells(tables):
+    table, _ = tables
+    authors = _row(table, "mse_id", "coda-authors")
+    assert authors["ours_mean"] == pytest.approx(4e-4, rel=1e-12)
+    assert authors["ours_std"] == pytest.approx(math.sqrt(2) * 1e-4, rel=1e-9)
+    # Its missing cell has no learner of its own but is one of the method's cells.
+    assert (authors["n_ok"], authors["n_cells"]) == (2, 3)
+    assert authors["verdict"] == "at or below"
+    ncf = _row(table, "mse_ood", "ncf")
+    assert ncf["ours_mean"] == pytest.approx(2e-3, rel=1e-12)
+    assert ncf["ratio"] == pytest.approx(2e-3 / 5.9e-4, rel=1e-12)
+    assert ncf["verdict"] == "above 3x"
+    # Only the anchors' learners: `single` has no row, every glycolytic anchor has its own.
+    assert sorted(table["method"].fillna("")) == ["", "coda", "coda-authors", "ncf"]
+
+
+def test_an_anchor_without_cells_gives_one_not_run_row(tables):
+    table, markdown = tables
+    selkov = table[table["dataset"] == "selkov"]
+    assert len(selkov) == 1
+    row = selkov.iloc[0]
+    assert row["verdict"] == "not run" and pd.isna(row["method"])
+    assert pd.isna(row["ours_mean"]) and pd.isna(row["ratio"])
+    assert (row["n_ok"], row["n_cells"]) == (0, 0)
+    assert "| selkov | `coda` | mse_id | — | 9.00e-03–1.04e-02 | not run | — | — | not run |" in (
+        markdown
+    )
+
+
+def test_markdown_rows_and_header(tables):
+    _, markdown = tables
+    assert (
+        "| glycolytic | `coda` | mse_id | coda | 4.10e-04–4.90e-04 | 6.00e-04 ± 2.00e-04 | 3/4 "
+        "| 1.34 | within 2x |" in markdown
+    )
+    assert (
+        "| glycolytic | `ncf` | mse_ood | ncf | 5.90e-04 | 2.00e-03 ± 7.07e-04 | 2/2 | 3.39 |"
+        in (markdown)
+    )
+    assert "geometric middle sqrt(low · high)" in markdown
+    assert "`coda` on glycolytic, selkov: CoDA paper, logged runs (setting: width 224)." in (
+        markdown
+    )
+    assert "`ncf` on glycolytic: NCF paper." in markdown
+
+
+def test_verdict_thresholds_are_relative_to_the_high_end():
+    assert verdict(1.0, 1.0) == "at or below"
+    assert verdict(1.01, 1.0) == "within 2x"
+    assert verdict(2.0, 1.0) == "within 2x"
+    assert verdict(2.5, 1.0) == "within 3x"
+    assert verdict(3.01, 1.0) == "above 3x"
+
+
+def test_a_method_without_an_ok_seed_has_no_ratio(tmp_path):
+    runs = pd.DataFrame(
+        [("selkov", "default", "coda", 0, "diverged", "coda", NAN, NAN)],
+        columns=["dataset", "regime", "method", "seed", "status", "learner", "mse_id", "mse_ood"],
+    )
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "anchors.csv").write_text(ANCHORS)
+    paths = write_literature(tmp_path / "runs.csv", tmp_path / "anchors.csv", tmp_path)
+    row = pd.read_csv(paths["csv"]).set_index("dataset").loc["selkov"]
+    assert (row["verdict"], row["n_ok"], row["n_cells"]) == ("no ok seed", 0, 1)
+    assert pd.isna(row["ratio"])
+
+
+def test_missing_anchors_file_is_named_with_the_fix(tmp_path, capsys):
+    from mixer.cli import main
+
+    pd.DataFrame(columns=["dataset", "regime", "method", "seed", "status"]).to_csv(
+        tmp_path / "runs.csv", index=False
+    )
+    args = ["literature", "--runs", str(tmp_path / "runs.csv"), "--out-dir", str(tmp_path)]
+    assert main([*args, "--anchors", str(tmp_path / "nowhere.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"anchors file {tmp_path / 'nowhere.csv'} not found" in err
+    assert "Fix: give a CSV with the header 'dataset,learner,metric,low,high" in err
+    assert not (tmp_path / "literature.csv").exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("dataset,learner,metric,low\n", r"lacks the columns \['high', 'source', 'setting'\]"),
+        (ANCHORS.replace("mse_ood", "mse"), r"line 3: metric 'mse' is not one of"),
+        (ANCHORS.replace("9.0e-3,1.04e-2", "1.04e-2,9.0e-3"), r"line 4: low .* 0 < low <= high"),
+        (ANCHORS.replace("5.9e-4,5.9e-4", "0,5.9e-4"), r"line 3: low .* 0 < low <= high"),
+        ("", r"is not a readable CSV"),
+    ],
+)
+def test_malformed_anchors_file_is_named(tmp_path, text, message):
+    path = tmp_path / "anchors.csv"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=rf"anchors file {path}.*{message}"):
+        read_anchors(path)
+
+
+def test_the_shipped_anchors_are_the_authors_figures():
+    from mixer.config import load_config
+    from mixer.methods.registry import learner_names
+
+    anchors = read_anchors(REPO / "config" / "literature.csv")
+    figures = {(a.dataset, a.learner, a.metric): (a.low, a.high) for a in anchors.itertuples()}
+    assert figures == {
+        ("lotka_volterra", "coda", "mse_id"): (1.47e-5, 1.47e-5),
+        ("lotka_volterra", "coda", "mse_ood"): (2.19e-5, 2.19e-5),
+        ("glycolytic", "coda", "mse_id"): (4.1e-4, 4.9e-4),
+        ("glycolytic", "coda", "mse_ood"): (4.23e-4, 4.23e-4),
+        ("selkov", "coda", "mse_id"): (9.0e-3, 1.04e-2),
+        ("selkov", "coda", "mse_ood"): (8.7e-3, 8.7e-3),
+        ("glycolytic", "ncf", "mse_id"): (5.9e-4, 5.9e-4),
+        ("glycolytic", "ncf", "mse_ood"): (5.9e-4, 5.9e-4),
+        ("selkov", "ncf", "mse_id"): (3.4e-4, 3.4e-4),
+        ("selkov", "ncf", "mse_ood"): (7.5e-2, 7.5e-2),
+    }
+    # Names the suite uses: the registry's learners, the default config's datasets.
+    assert set(anchors["learner"]) <= set(learner_names())
+    assert set(anchors["dataset"]) <= set(load_config(REPO / "config" / "config.yaml")["datasets"])
+
+
+def test_config_key_defaults_to_the_shipped_anchors():
+    from mixer.config import validate_config
+
+    path = validate_config({})["literature"]
+    assert path == "config/literature.csv" and (REPO / path).is_file()
+    with pytest.raises(ConfigError, match="literature"):
+        validate_config({"literature": 3})
