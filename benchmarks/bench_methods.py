@@ -11,6 +11,7 @@ alternating loop, refits included, or one meta-update for CAVIA), averaged over
 from __future__ import annotations
 
 import argparse
+import functools
 import tempfile
 import time
 
@@ -35,6 +36,36 @@ METHODS = {
 }  # fmt: skip
 
 
+def fit_seconds(learner, train) -> tuple[float, int]:
+    """Seconds and inner steps of ``learner.fit(train)`` (the learner built beforehand)."""
+    began = time.perf_counter()
+    log = learner.fit(train)
+    if learner.device.type == "cuda":
+        torch.cuda.synchronize(learner.device)
+    return time.perf_counter() - began, log.inner_steps
+
+
+def outer_step_cost(make_learner, train, outer: int, base: int = 1):
+    """(seconds, inner steps) of ``outer`` outer steps, and the learner of the longer run.
+
+    ``make_learner(n)`` builds a fresh learner whose training runs n outer steps. The difference
+    of a run of ``base`` and one of ``base + outer`` outer steps removes the set-up cost both
+    share; warm up the code paths before (a throwaway run), or the first run pays for it.
+    """
+    short = fit_seconds(make_learner(base), train)
+    learner = make_learner(base + outer)
+    long = fit_seconds(learner, train)
+    return long[0] - short[0], long[1] - short[1], learner
+
+
+def method_learner(name, entry, n_envs, device, outer):
+    config = validate_config(
+        {"training": {"outer_steps": outer, "checkpoint_every": 0}, "methods": {name: entry}}
+    )
+    cfg = resolve_method(config, name)
+    return learner_class(cfg["learner"])(cfg, 2, n_envs, device, seed=0)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outer", type=int, default=2)
@@ -51,20 +82,10 @@ def main():
     print(f"device {device}, torch {torch.__version__}, 1 thread, LV 9 x 4 x 20")
     print(f"{'method':>12} {'s/step':>9} {'steps/s':>8}")
     for name, entry in METHODS.items():
-        seconds = []
-        # A throwaway first run warms up the code paths; the difference of the next two runs
-        # removes the set-up cost shared by both.
-        for outer in (1, 1, 1 + args.outer):
-            config = validate_config(
-                {"training": {"outer_steps": outer, "checkpoint_every": 0},
-                 "methods": {name: entry}}
-            )  # fmt: skip
-            cfg = resolve_method(config, name)
-            learner = learner_class(cfg["learner"])(cfg, 2, train.n_envs, device, seed=0)
-            began = time.perf_counter()
-            log = learner.fit(train)
-            seconds.append((time.perf_counter() - began, log.inner_steps))
-        per_step = (seconds[2][0] - seconds[1][0]) / (seconds[2][1] - seconds[1][1])
+        make_learner = functools.partial(method_learner, name, entry, train.n_envs, device)
+        fit_seconds(make_learner(1), train)  # throwaway: warms up the code paths
+        seconds, steps, _ = outer_step_cost(make_learner, train, args.outer)
+        per_step = seconds / steps
         print(f"{name:>12} {per_step:9.4f} {1 / per_step:8.2f}", flush=True)
 
 

