@@ -245,7 +245,8 @@ def _scaling(runs: pd.DataFrame, spec: dict) -> dict:
 def _interval_text(s: Side) -> str:
     low, high = t_interval(s.values.to_numpy())
     interval = "" if len(s.values) < MIN_SEEDS else f" [{_number(low)}, {_number(high)}]"
-    return f"{s.dataset} {_number(s.mean)}{interval} ({len(s.values)} seeds)"
+    n = len(s.values)
+    return f"{s.dataset} {_number(s.mean)}{interval} ({n} seed{'' if n == 1 else 's'})"
 
 
 def _hierarchy_method(runs: pd.DataFrame, spec: dict, method: str) -> tuple[str, str, int]:

@@ -274,7 +274,7 @@ def test_hierarchy_not_run_and_one_seed():
     runs.loc[(runs["dataset"] == "eeg") & (runs["seed"] > 10), "status"] = "failed"
     found = row(judge_claims(runs, claims(hierarchy=HIERARCHY)), "hierarchy")
     assert found["verdict"] == NOT_SEPARABLE and found["n_seeds"] == 1
-    assert "eeg 0.1 (1 seeds): fewer than 2 ok seeds on a side" in found["figure"]
+    assert "eeg 0.1 (1 seed): fewer than 2 ok seeds on a side" in found["figure"]
 
 
 def test_a_metric_of_the_wrong_direction_is_rejected():

@@ -69,8 +69,8 @@ def metrics_targets():
 
 
 def report_targets():
-    """The tables and figures (rules defined in report.smk)."""
-    return [*rules.aggregate.output, *rules.plots.output]
+    """The claims, tables and figures (rules defined in report.smk), the claims first."""
+    return [*rules.claims.output, *rules.aggregate.output, *rules.plots.output]
 
 
 def all_targets():
@@ -79,7 +79,7 @@ def all_targets():
 
 
 def partial_report():
-    """onerror: tables and figures of whatever cells exist, so a failed run still reports.
+    """onerror: claims, tables and figures of whatever cells exist, so a failed run reports.
 
     The `aggregate` rule cannot run when a cell failed (its input is missing); this writes
     the same files through the same commands, listing the failed cells. It never raises:
@@ -104,6 +104,12 @@ def partial_report():
         mixer(["plot", "--runs", runs, "--out-dir", str(figures)])
     except Exception as err:
         print(f"partial report failed: {type(err).__name__}: {err}")
+    try:  # a try of its own: the claims and the figures do not depend on each other
+        claims = json.dumps(config["claims"])
+        out = str(Path(rules.claims.output.table).parent)
+        mixer(["claims", "--runs", runs, "--claims", claims, "--out-dir", out])
+    except Exception as err:
+        print(f"partial claims failed: {type(err).__name__}: {err}")
     for path in map(Path, report_targets()):
         if path.exists():
             os.utime(path, (1, 1))  # not 0: Snakemake reads an mtime of 0 as unknown
