@@ -88,6 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     literature.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
     literature.set_defaults(run=_literature)
 
+    claims = commands.add_parser(
+        "claims", help="judge the paper's claims from runs.csv: claims.csv and claims.md"
+    )
+    claims.add_argument("--runs", type=Path, required=True, help="runs.csv of `mixer aggregate`")
+    claims.add_argument(
+        "--claims",
+        required=True,
+        help="the config's `claims` block as JSON (used by the workflow); '{}': none tested",
+    )
+    claims.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
+    claims.set_defaults(run=_claims)
+
     check = commands.add_parser(
         "check-config",
         help="validate config files merged as `snakemake --configfile` merges them",
@@ -249,6 +261,27 @@ def _literature(args) -> int:
 
     verdicts = pd.read_csv(written["csv"])["verdict"].value_counts().to_dict()
     print(f"literature rows {verdicts} -> {args.out_dir}")
+    return 0
+
+
+def _claims(args) -> int:
+    from mixer.claims import write_claims
+    from mixer.config import validate_claims_spec
+
+    try:
+        spec = json.loads(args.claims)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--claims is not valid JSON: {err}") from None
+    spec = validate_claims_spec(spec)
+    if not args.runs.is_file():
+        raise MixerError(f"{args.runs} not found. Fix: run `mixer aggregate` first.")
+    written = write_claims(args.runs, spec, args.out_dir)
+    import pandas as pd
+
+    table = pd.read_csv(written["table"])
+    for _, row in table.iterrows():
+        print(f"{row['claim']}: {row['verdict']}")
+    print(f"-> {written['table']}, {written['markdown']}")
     return 0
 
 

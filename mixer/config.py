@@ -78,12 +78,24 @@ def validate_config(config: dict) -> dict:
     for name, entry in config.get("methods", {}).items():
         validate_method(name, entry)
     _check_experiments(config)
+    _check_claims(config)
     return config
 
 
 def validate_dataset_spec(name: str, spec: dict) -> dict:
     """Validate one dataset entry (as passed by the workflow rule) and fill its defaults."""
     return validate_config({"datasets": {name: spec}})["datasets"][name]
+
+
+def validate_claims_spec(spec) -> dict:
+    """Validate the `claims` block alone (as the workflow passes it to `mixer claims`) and
+    fill its defaults. Only its shape is checked: the names it uses were checked against the
+    whole config when the workflow read it (``validate_config``)."""
+    config = {"claims": spec}
+    errors = list(DefaultFillingValidator(schema()).iter_errors(config))
+    if errors:
+        raise problems_error("invalid claims", [_describe(e) for e in errors], SCHEMA_HINT)
+    return config["claims"]
 
 
 def read_config_file(path: str | Path) -> dict:
@@ -227,6 +239,47 @@ def _check_experiments(config: dict) -> None:
                 resolve_method(config, method, regime)  # even when it lists no dataset yet
                 for dataset in exp["datasets"]:
                     resolve_cell(config, dataset, regime, method, 0)
+
+
+# What each name of a claim block must be defined under (singular keys hold one name).
+CLAIM_NAMES = {
+    "data_regime": {
+        "datasets": "datasets",
+        "regimes": "regimes",
+        "mixer": "methods",
+        "meta_learners": "methods",
+    },
+    "scaling": {
+        "dataset": "datasets",
+        "regimes": "regimes",
+        "mixer": "methods",
+        "naive": "methods",
+    },
+    "hierarchy": {
+        "clear": "datasets",
+        "blurred": "datasets",
+        "regime": "regimes",
+        "methods": "methods",
+    },
+}
+
+
+def _check_claims(config: dict) -> None:
+    """Every dataset, regime and method a claim names must be defined: a typo would otherwise
+    show up only as a claim `not run` at the end of a long run."""
+    for claim, keys in CLAIM_NAMES.items():
+        block = config.get("claims", {}).get(claim)
+        if block is None:
+            continue
+        for key, section in keys.items():
+            names = block[key] if isinstance(block[key], list) else [block[key]]
+            known = config.get(section, {})
+            for name in names:
+                if name not in known:
+                    raise ConfigError(
+                        f"claims.{claim}.{key}: '{name}' is not defined under `{section}` "
+                        f"(defined: {', '.join(known) or 'none'})"
+                    )
 
 
 def method_schema(spec: LearnerSpec, backbone: str | None = None) -> dict:

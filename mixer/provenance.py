@@ -13,7 +13,7 @@ import mixer
 PACKAGE_DIR = Path(mixer.__file__).resolve().parent
 # Modules (or subpackages) that only read finished results: a change there must not re-run
 # training.
-REPORT_MODULES = ("aggregate.py", "summary.py", "literature.py", "plots")
+REPORT_MODULES = ("aggregate.py", "summary.py", "literature.py", "claims.py", "plots")
 
 
 def source_hash(*subpackages: str) -> str:

@@ -98,6 +98,7 @@ def test_dry_run_default_config_lists_every_job(workdir):
     assert counts["generate_dataset"] == str(len(config["datasets"])), run.stdout
     assert counts["train"] == counts["evaluate"] == str(cells), run.stdout
     assert counts["aggregate"] == counts["literature"] == counts["plots"] == "1", run.stdout
+    assert counts["claims"] == "1", run.stdout
 
 
 def test_dry_run_paper_config_lists_the_whole_grid(workdir):
@@ -113,6 +114,21 @@ def test_dry_run_paper_config_lists_the_whole_grid(workdir):
     assert run.returncode == 0, run.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
     assert int(counts["train"]) == int(counts["evaluate"]) == cells > 300, run.stdout
+    assert counts["claims"] == "1", run.stdout
+
+
+def test_the_report_opens_with_the_claims():
+    """Snakemake 9's HTML report lists its result categories sorted by name (menu.js of its
+    html reporter): "Claims" must sort before every other category of the rule files."""
+    import snakemake
+
+    reporter = Path(snakemake.__file__).parent / "report" / "html_reporter" / "template"
+    menu = (reporter / "components" / "menu.js").read_text()
+    assert "Object.keys(categories).sort(" in menu, "Snakemake orders categories another way"
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    categories = set(re.findall(r'(?<!sub)category="([^"]+)"', rules))
+    assert {"Claims", "Tables", "Figures"} <= categories
+    assert sorted(categories, key=str.casefold)[0] == "Claims"
 
 
 def test_slurm_profile_gives_training_jobs_a_gpu(workdir):
@@ -236,7 +252,7 @@ def planned(workdir):
 
 
 # One cell to redo: its training, scoring and every table and figure after them.
-RETRAIN_ONE = {"train": 1, "evaluate": 1, "aggregate": 1, "literature": 1, "plots": 1}
+RETRAIN_ONE = {"train": 1, "evaluate": 1, "aggregate": 1, "claims": 1, "literature": 1, "plots": 1}
 
 
 def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
@@ -260,7 +276,10 @@ def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
 
     # Without the failed method the partial tables are rebuilt by the rules, nothing trained.
     config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3").replace("mixer, single", "single"))
-    assert planned(workdir) == ({"aggregate": 1, "literature": 1, "plots": 1, "all": 1}, set())
+    assert planned(workdir) == (
+        {"aggregate": 1, "claims": 1, "literature": 1, "plots": 1, "all": 1},
+        set(),
+    )
 
     # The next invocation retries only the failed cell (then the tables and figures).
     config.write_text(KEEP_GOING_CONFIG.replace("EXPERTS", "3"))

@@ -63,8 +63,13 @@ def metrics_targets():
 
 
 def report_targets():
-    """The tables and figures (rules defined in report.smk)."""
-    return [*rules.aggregate.output, *rules.literature.output, *rules.plots.output]
+    """The claims, tables and figures (rules defined in report.smk), the claims first."""
+    return [
+        *rules.claims.output,
+        *rules.aggregate.output,
+        *rules.literature.output,
+        *rules.plots.output,
+    ]
 
 
 def all_targets():
@@ -73,7 +78,7 @@ def all_targets():
 
 
 def partial_report():
-    """onerror: tables and figures of whatever cells exist, so a failed run still reports.
+    """onerror: claims, tables and figures of whatever cells exist, so a failed run reports.
 
     The `aggregate` rule cannot run when a cell failed (its input is missing); this writes
     the same files through the same commands, listing the failed cells. It never raises:
@@ -86,8 +91,10 @@ def partial_report():
     tables, figures = Path(runs).parent, Path(rules.plots.output[0]).parent
     aggregate = ["aggregate", "--reference", config["reference_method"]]
     literature = ["literature", "--runs", runs, "--anchors", config["literature"]]
+    claims = ["claims", "--runs", runs, "--claims", json.dumps(config["claims"])]
     commands = [
         [*aggregate, "--out-dir", str(tables), *metrics_targets()],
+        [*claims, "--out-dir", str(Path(rules.claims.output.table).parent)],
         [*literature, "--out-dir", str(tables)],
         ["plot", "--runs", runs, "--out-dir", str(figures)],
     ]
