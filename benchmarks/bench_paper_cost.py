@@ -18,7 +18,13 @@ model; an adaptive solver (dopri5) may take more steps per rollout later in trai
 
     python benchmarks/bench_paper_cost.py [--config config/config.yaml config/paper.yaml]
         [--only DATASET[,..]] [--methods METHOD[,..]] [--outer 1] [--adapt 5]
+        [--measure-regimes REGIME[,..]] [--borrow METHOD=OTHER ...]
         [--gpu-launch-us 10] [--device cpu] [--csv PATH] [--markdown PATH]
+
+The whole paper grid is too long to time class by class on a CPU; ``--measure-regimes`` times
+only the classes of those regimes, and every other class takes the figures of a timed class of
+the same dataset and method (its own budget still counts), shown in the ``timed as`` column;
+``--borrow A=B`` times method A as method B (e.g. two methods with the same experts and loop).
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ from bench_methods import outer_step_cost
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixer.batch import make_batch
-from mixer.cells import resolve_cell
+from mixer.cells import experiment_cells, resolve_cell
 from mixer.config import load_config
 from mixer.data import generate, load_dataset, save_dataset
 from mixer.methods import learner_class
@@ -48,17 +54,23 @@ from mixer.train import build_learner, pick_device
 
 
 def cost_classes(config, only=None, methods=None) -> dict[tuple[str, str, str], list[int]]:
-    """(dataset, method, regime) -> the seeds of its cells, in the experiments' order."""
+    """(dataset, method, regime) -> the seeds of its cells (an experiment's own or the global)."""
     classes: dict[tuple[str, str, str], list[int]] = {}
-    for exp in config["experiments"]:
-        for dataset in exp["datasets"]:
-            for regime in exp["regimes"]:
-                for method in exp["methods"]:
-                    if (only and dataset not in only) or (methods and method not in methods):
-                        continue
-                    seeds = classes.setdefault((dataset, method, regime), [])
-                    seeds += [s for s in config["seeds"] if s not in seeds]
+    for dataset, regime, method, seed in experiment_cells(config):
+        if (only and dataset not in only) or (methods and method not in methods):
+            continue
+        classes.setdefault((dataset, method, regime), []).append(seed)
     return classes
+
+
+def timed_as(key, timed: dict, borrow: dict) -> tuple[str, str, str] | None:
+    """The timed class whose figures a class (dataset, method, regime) uses: itself when it is
+    timed, else the same dataset and (borrowed) method in its own regime or the first timed one."""
+    dataset, method, regime = key
+    method = borrow.get(method, method)
+    if (dataset, method, regime) in timed:
+        return dataset, method, regime
+    return next((k for k in timed if k[:2] == (dataset, method)), None)
 
 
 def warmup_outer_steps(cfg) -> int:
@@ -207,6 +219,7 @@ def columns(unit: str, estimate: bool) -> list[tuple[str, str, str, str]]:
     cols = [
         ("dataset", "dataset", "<14", ""), ("method", "method", "<21", ""),
         ("regime", "regime", "<7", ""), ("learner", "learner/backbone", "<23", ""),
+        ("timed_as", "timed as", "<24", ""),
         ("cells", "cells", ">5", ""), ("outer_steps", "outer", ">6", ""),
         ("s_outer", "s/outer", ">8", ".3f"), ("adapt_steps", "adapt", ">6", ""),
         ("s_adapt", "s/adapt", ">8", ".4f"), ("hours_cell", f"{unit}/cell", ">10", ".3f"),
@@ -245,6 +258,8 @@ def main():
     parser.add_argument("--methods", help="methods, comma-separated (default: every one)")
     parser.add_argument("--outer", type=int, default=1, help="timed outer steps per class")
     parser.add_argument("--adapt", type=int, default=5, help="timed adaptation steps per class")
+    parser.add_argument("--measure-regimes", help="regimes timed (default: every one)")
+    parser.add_argument("--borrow", nargs="*", default=[], help="METHOD=OTHER: time as OTHER")
     parser.add_argument("--gpu-launch-us", type=float, default=10.0)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--csv", type=Path)
@@ -273,10 +288,24 @@ def main():
         problems.append((len(seeds), f"{'/'.join(key)} ({len(seeds)} cells): {why}"))
         print(f"not measured: {problems[-1][1]}", flush=True)
 
+    measure_regimes = names(args.measure_regimes, config["regimes"], "regimes", parser)
+    borrow = dict(pair.split("=", 1) for pair in args.borrow)
+    to_time = {
+        k: seeds
+        for k, seeds in classes.items()
+        if (not measure_regimes or k[2] in measure_regimes) and k[1] not in borrow
+    }
+    timed: dict[tuple[str, str, str], dict] = {}
+
+    def report(key, seeds, got, source):
+        cfg = resolve_cell(config, key[0], key[2], key[1], seeds[0])
+        rows.append({**class_row(cfg, len(seeds), got, args.gpu_launch_us), "timed_as": source})
+        print(" ".join(f"{rows[-1][k]:{w}{f}}" for k, _, w, f in cols), flush=True)
+
     for name in dict.fromkeys(dataset for dataset, _, _ in classes):
         with tempfile.TemporaryDirectory(prefix="bench_paper_cost_") as folder:
             dataset, why = generated(name, config["datasets"][name], folder)
-            for key, seeds in classes.items():
+            for key, seeds in to_time.items():
                 if key[0] != name:
                     continue
                 if dataset is None:
@@ -284,12 +313,19 @@ def main():
                     continue
                 cfg = resolve_cell(config, name, key[2], key[1], seeds[0])
                 try:
-                    got = measure(cfg, dataset, device, args.outer, args.adapt)
+                    timed[key] = measure(cfg, dataset, device, args.outer, args.adapt)
                 except Exception as err:  # reported; the other classes still run
                     not_measured(key, seeds, f"{type(err).__name__}: {err}")
                     continue
-                rows.append(class_row(cfg, len(seeds), got, args.gpu_launch_us))
-                print(" ".join(f"{rows[-1][k]:{w}{f}}" for k, _, w, f in cols), flush=True)
+                report(key, seeds, timed[key], "itself")
+    for key, seeds in classes.items():
+        if key in to_time:
+            continue
+        source = timed_as(key, timed, borrow)
+        if source is None:
+            not_measured(key, seeds, "no timed class of its dataset and method")
+            continue
+        report(key, seeds, timed[source], "/".join(source[1:]))
     footer = [
         f"grid total: {sum(r['hours_class'] for r in rows):.2f} {unit} over "
         f"{sum(r['cells'] for r in rows)} cells of {len(rows)} classes"
