@@ -81,7 +81,7 @@ class CoDAExpert(Expert):
                     self.hyper[:, :, w_part].index_select(0, experts),
                 ).view(-1, fan_out, fan_in)
                 weight = F.pad(w_e, (0, in_p - fan_in, 0, out_p - fan_out)).transpose(1, 2)
-                layers.append(RoutedLayer("rows", weight, bias, act=i < last))
+                layers.append(RoutedLayer("env", weight, bias, act=i < last))
                 continue
             maps = torch.cat(
                 [self.theta[:, w_part].unsqueeze(1), self.hyper[:, :, w_part]], dim=1

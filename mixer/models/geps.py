@@ -89,7 +89,7 @@ class GEPSExpert(Expert):
                     w.index_select(0, experts), left_e, right.index_select(0, experts)
                 )
                 weight = F.pad(w_e, (0, in_p - fan_in, 0, out_p - fan_out)).transpose(1, 2)
-                layers.append(RoutedLayer("rows", weight, bias, act=i < last))
+                layers.append(RoutedLayer("env", weight, bias, act=i < last))
                 continue
             stacked = torch.cat(
                 [

@@ -130,8 +130,9 @@ class Layer:
 
     ``kind``:
 
-    - ``rows``: ``weight`` [E, in_p, out_p] per environment (small layers, e.g. the first
-      and last of a vector field, whose per-environment weights cost less than a product);
+    - ``env``: ``weight`` [E, in_p, out_p] per environment (small layers, e.g. the first
+      and last of a vector field, whose per-environment weights cost less than a product),
+      applied to each environment's N rows with one batched product over environments;
     - ``grouped``: ``weight`` [K, in_p, out_p] per expert, applied to each expert's rows;
     - ``geps``: ``weight`` [K, in_p, out_p + r_p] = [W_k; B_k]ᵀ stacked, and ``context``
       [E, r_p, out_p] = (A_k diag(ξ_e))ᵀ: y = W_k x + A_k (ξ_e ⊙ B_k x);
@@ -139,7 +140,8 @@ class Layer:
       ``context`` [E, d_ξ] = ξ_e: y = W_k x + Σ_c ξ_e,c H_k,c x.
 
     ``bias`` [E, out_p] is each environment's bias (with its context term). Per-environment
-    tensors are in sorted environment order (:class:`Routing`).
+    tensors are in sorted environment order (:class:`Routing`) and never expanded to rows:
+    row r belongs to environment r // N.
     """
 
     kind: str
@@ -157,19 +159,39 @@ _ACT_BACKWARD = {
     "relu": lambda g, pre, out: torch.ops.aten.threshold_backward(g, out, 0.0),
 }
 
-_PER_ENV = {"weight": ("rows",), "bias": ("rows", "grouped", "geps", "coda"),
-            "context": ("geps", "coda")}  # fmt: skip
+
+@dataclass
+class Step:
+    """What an evaluation needs of one layer, prepared once per rollout (:meth:`RoutedMLP.plan`).
+
+    ``bias`` is [E, 1, out_p] (broadcast over an environment's rows); ``back`` is the matrix
+    of the reverse product, contiguous: the per-environment weight transposed (``env``), the
+    stacked expert weights transposed (``grouped``, ``geps``, ``coda``); ``context_back`` the
+    GEPS context map transposed; ``coef`` the CoDA coefficients [E, 1, 1, 1 + d_ξ] = [1, ξ_e].
+    """
+
+    index: int
+    kind: str
+    act: bool
+    weight: Tensor
+    bias: Tensor
+    out_p: int
+    back: Tensor
+    context: Tensor | None = None
+    context_back: Tensor | None = None
+    coef: Tensor | None = None
 
 
 class RoutedMLP:
     """One rollout's expert network over rows sorted by expert (see the module docstring).
 
     Built by a bank's ``env_weights`` from :class:`Layer` s; ``out_dim`` is the unpadded
-    output width. Evaluated by :meth:`forward` / :meth:`backward` on rows [R, in_p].
+    output width. Evaluated by :meth:`forward` / :meth:`backward` on rows [R, in_p] = [E·N, in_p].
     """
 
     def __init__(self, routing: Routing, layers: Sequence[Layer], activation: str, act, out_dim):
         self.routing = routing
+        self.n_envs = routing.expert_of_env.shape[0]
         self.layers = list(layers)
         self.activation = activation
         self.act = act
@@ -181,43 +203,35 @@ class RoutedMLP:
             for name in ("weight", "bias", "context"):
                 if getattr(layer, name) is not None:
                     self.keys.append((i, name))
-        self._row_tensors: dict[int, list[Tensor]] = {}
-        self._plans: dict[int, tuple] = {}
+        self._tensors = [getattr(self.layers[i], name) for i, name in self.keys]
+        self._plan: tuple | None = None
 
-    def tensors(self, n_rows: int) -> list[Tensor]:
-        """Every differentiable input (order of ``keys``), per-environment ones expanded to
-        rows: built once per N, then reused by every evaluation."""
-        if n_rows not in self._row_tensors:
-            out = []
-            for i, name in self.keys:
-                layer = self.layers[i]
-                value = getattr(layer, name)
-                out.append(env_to_rows(value, n_rows) if layer.kind in _PER_ENV[name] else value)
-            self._row_tensors[n_rows] = out
-        return self._row_tensors[n_rows]
+    def tensors(self) -> list[Tensor]:
+        """Every differentiable input, in the order of ``keys``."""
+        return self._tensors
 
-    def plan(self, tensors: Sequence[Tensor]) -> list[tuple]:
-        """Per layer (index, kind, act, weight, bias [R, 1, out_p], context, out_p), built
-        once per set of row tensors (the loops below run at every evaluation)."""
-        cached = self._plans.get(id(tensors))
-        if cached is not None and cached[0] is tensors:
-            return cached[1]
+    def plan(self, tensors: Sequence[Tensor]) -> list[Step]:
+        """One :class:`Step` per layer, built once per set of input tensors (the loops below
+        run at every evaluation)."""
+        if self._plan is not None and all(
+            a is b for a, b in zip(self._plan[0], tensors, strict=True)
+        ):
+            return self._plan[1]
         per_layer: list[dict[str, Tensor]] = [{} for _ in self.layers]
         for (i, name), value in zip(self.keys, tensors, strict=True):
             per_layer[i][name] = value
         steps = []
         for i, (layer, t) in enumerate(zip(self.layers, per_layer, strict=True)):
-            # Per-row matrices are also kept transposed: a batch of row-vector products
-            # [R, 1, a] @ [R, a, b] is fast, the matrix-vector form [R, b, a] @ [R, a, 1] not.
-            weight, context = t["weight"], t.get("context")
-            back = weight.detach().transpose(1, 2).contiguous() if layer.kind == "rows" else None
+            weight, context, bias = t["weight"], t.get("context"), t["bias"]
+            step = Step(i, layer.kind, layer.act, weight, bias.unsqueeze(1), bias.shape[1],
+                        weight.detach().transpose(1, 2).contiguous(), context)  # fmt: skip
             if layer.kind == "geps":
-                back = context.detach().transpose(1, 2).contiguous()
-            bias = t["bias"]
-            steps.append(
-                (i, layer.kind, layer.act, weight, bias.unsqueeze(1), context, bias.shape[1], back)
-            )
-        self._plans[id(tensors)] = (tensors, steps)
+                step.context_back = context.detach().transpose(1, 2).contiguous()
+            elif layer.kind == "coda":
+                ones = context.new_ones(context.shape[0], 1)
+                step.coef = torch.cat([ones, context.detach()], dim=1)[:, None, None, :]
+            steps.append(step)
+        self._plan = (tuple(tensors), steps)
         return steps
 
     # --- one evaluation, by hand ---
@@ -229,125 +243,117 @@ class RoutedMLP:
         """
         cache = [] if keep else None
         h = x
-        act = self.act
-        for _, kind, use_act, w, b3, context, out_p, _ in self.plan(tensors):
+        n_env, n_rows = self.n_envs, groups.n_rows
+        for s in self.plan(tensors):
             z = None
-            if kind == "rows":
-                pre = torch.baddbmm(b3, h.unsqueeze(1), w).squeeze(1)
+            if s.kind == "env":
+                pre = torch.baddbmm(s.bias, h.view(n_env, n_rows, -1), s.weight)
             else:
-                z = grouped_mm(h, w, groups)
-                if kind == "geps":  # b_e + (A_k diag ξ_e)(B_k x), one batched product
-                    pre = torch.baddbmm(b3, z[:, out_p:].unsqueeze(1), context).squeeze(1)
-                    pre = pre.add_(z[:, :out_p])
+                z = grouped_mm(h, s.weight, groups)
+                out_p = s.out_p
+                if s.kind == "geps":  # b_e + (A_k diag ξ_e)(B_k x), one product per environment
+                    zb = z[:, out_p:].view(n_env, n_rows, -1)
+                    pre = torch.baddbmm(s.bias, zb, s.context).view(-1, out_p).add_(z[:, :out_p])
+                elif s.kind == "coda":  # Σ_c [1, ξ_e]_c (stacked map c) x, then b_e
+                    blocks = z.view(n_env, n_rows, -1, out_p)
+                    pre = torch.matmul(s.coef, blocks).squeeze(2).add_(s.bias)
                 else:
-                    pre = torch.add(z[:, :out_p], b3.squeeze(1))
-                    if kind == "coda":
-                        for c in range(context.shape[1]):
-                            block = z[:, (c + 1) * out_p : (c + 2) * out_p]
-                            pre = pre.addcmul_(context[:, c : c + 1], block)
-            out = act(pre) if use_act else pre
+                    pre = torch.add(z.view(n_env, n_rows, out_p), s.bias)
+            pre = pre.view(-1, s.out_p)
+            out = self.act(pre) if s.act else pre
             if keep:
                 cache.append((h, pre, out, z))
             h = out
         return h, cache
 
     def backward(self, cache, grad: Tensor, tensors, groups: RowGroups, acc: Accumulator):
-        """Reverse of :meth:`forward`: grad [R, out(_p)] -> grad of x [R, in_p]; parameter
-        and context terms go to ``acc``."""
+        """Reverse of :meth:`forward`: grad [R, out(_p)] -> grad of x [R, in_p]. What the
+        parameter and context gradients need is handed to ``acc`` (reduced once, later)."""
         g = grad
-        act_backward = self.act_backward
-        for i, kind, use_act, w, _, context, out_p, back in reversed(self.plan(tensors)):
-            h, pre, out, z = cache[i]
-            if g.shape[1] != out_p:
-                g = pad_last(g, out_p)
-            if use_act:
-                g = act_backward(g, pre, out)
-            acc.add_sum((i, "bias"), g)
-            if kind == "rows":
-                acc.add_outer_rows((i, "weight"), h, g)
-                if i > 0 or acc.need_x:
-                    g = torch.bmm(g.unsqueeze(1), back).squeeze(1)
+        n_env, n_rows = self.n_envs, groups.n_rows
+        for s in reversed(self.plan(tensors)):
+            h, pre, out, z = cache[s.index]
+            if g.shape[1] != s.out_p:
+                g = pad_last(g, s.out_p)
+            if s.act:
+                g = self.act_backward(g, pre, out)
+            if s.kind == "env":
+                acc.record(s.index, h, g, z)
+                if s.index > 0 or acc.need_x:
+                    g = torch.bmm(g.view(n_env, n_rows, -1), s.back).view(n_env * n_rows, -1)
                 continue
-            if kind == "geps":
-                zb = z[:, out_p:]
-                acc.add_outer_rows((i, "context"), zb, g)
-                g_zb = torch.bmm(g.unsqueeze(1), back).squeeze(1)
-                gz = torch.cat([g, g_zb], dim=1)
-            elif kind == "coda":
-                n_ctx = context.shape[1]
-                blocks = z[:, out_p:].unflatten(1, (n_ctx, out_p))  # H_c x, [R, d_ξ, out_p]
-                if acc.wants((i, "context")):
-                    acc.add_sum((i, "context"), (blocks * g.unsqueeze(1)).sum(dim=2))
-                gz = torch.cat([g.unsqueeze(1), g.unsqueeze(1) * context.unsqueeze(2)], 1)
-                gz = gz.flatten(1)
+            if s.kind == "geps":
+                g_zb = torch.bmm(g.view(n_env, n_rows, -1), s.context_back)
+                gz = torch.cat([g, g_zb.view(n_env * n_rows, -1)], dim=1)
+            elif s.kind == "coda":
+                gz = g.view(n_env, n_rows, 1, -1) * s.coef.view(n_env, 1, -1, 1)
+                gz = gz.view(n_env * n_rows, -1)
             else:
                 gz = g
-            acc.add_outer((i, "weight"), h, gz)
-            if i > 0 or acc.need_x:
-                g = grouped_mm(gz, w.transpose(1, 2), groups)
+            acc.record(s.index, h, gz, z)
+            if s.index > 0 or acc.need_x:
+                g = grouped_mm(gz, s.back, groups)
         return g
 
 
 class Accumulator:
     """Gradients of one RoutedMLP's inputs, summed over evaluations.
 
-    Sums (biases, per-row terms) are added up as they come; per-expert weight gradients are
-    stashed as (input, output-gradient) rows in buffers [R, evaluations, width] and reduced
-    once in :meth:`finish`, as one grouped product over every evaluation.
+    Each evaluation's reverse pass only records, per layer, its input rows h, the gradient
+    of its (stacked) output and its forward product z; :meth:`finish` reduces them once, as
+    one product per gradient over every evaluation: per expert Σ hᵀ g (a grouped product),
+    per environment Σ hᵀ g, Σ zᵀ g or Σ g over the environment's rows.
     """
 
-    def __init__(self, mlp: RoutedMLP, needs: Sequence[bool], need_x: bool, n_evals: int = 1):
+    def __init__(self, mlp: RoutedMLP, needs: Sequence[bool], need_x: bool):
+        self.mlp = mlp
         self.index = {key: i for i, key in enumerate(mlp.keys)}
         self.needs = list(needs)
         self.need_x = need_x
-        self.n_evals = n_evals
-        self.current = 0  # which evaluation the next pairs belong to (slot in the buffers)
-        self.sums: dict = {}
-        self.pairs: dict = {}
+        self.records: dict[int, list[tuple]] = {}
+        self._wanted = {
+            i: any(self.wants((i, name)) for name in ("weight", "bias", "context"))
+            for i in range(len(mlp.layers))
+        }
 
     def wants(self, key) -> bool:
         return key in self.index and self.needs[self.index[key]]
 
-    def add_sum(self, key, value: Tensor) -> None:
-        if not self.wants(key):
-            return
-        if key in self.sums:
-            self.sums[key].add_(value)
-        else:
-            self.sums[key] = value.clone()
-
-    def add_outer_rows(self, key, a: Tensor, g: Tensor) -> None:
-        """Per-row a_r g_rᵀ [R, i, o], summed over evaluations."""
-        if not self.wants(key):
-            return
-        if key in self.sums:
-            self.sums[key].addcmul_(a.unsqueeze(2), g.unsqueeze(1))
-        else:
-            self.sums[key] = a.unsqueeze(2) * g.unsqueeze(1)
-
-    def add_outer(self, key, a: Tensor, g: Tensor) -> None:
-        """Per-expert Σ_r a_r g_rᵀ [K, i, o], reduced in :meth:`finish`."""
-        if not self.wants(key):
-            return
-        if self.n_evals == 1:
-            self.pairs[key] = (a, g)
-            return
-        if key not in self.pairs:  # row r's evaluations adjacent: groups stay contiguous
-            self.pairs[key] = tuple(
-                t.new_empty(t.shape[0], self.n_evals, t.shape[1]) for t in (a, g)
-            )
-        buf_a, buf_g = self.pairs[key]
-        buf_a[:, self.current].copy_(a)
-        buf_g[:, self.current].copy_(g)
+    def record(self, layer: int, h: Tensor, g: Tensor, z: Tensor | None) -> None:
+        if self._wanted[layer]:
+            self.records.setdefault(layer, []).append((h, g, z))
 
     def finish(self, groups: RowGroups) -> list[Tensor | None]:
         grads: list[Tensor | None] = [None] * len(self.needs)
-        for key, value in self.sums.items():
-            grads[self.index[key]] = value
-        for key, (a, g) in self.pairs.items():
-            if self.n_evals > 1:
-                a, g = a.flatten(0, 1), g.flatten(0, 1)
-            grads[self.index[key]] = grouped_outer(a, g, groups, self.n_evals)
+        n_env = self.mlp.n_envs
+        for layer, rows in self.records.items():
+            kind = self.mlp.layers[layer].kind
+            out_p = self.mlp.layers[layer].bias.shape[1]
+            n_evals = len(rows)
+
+            def stacked(j: int, rows=rows) -> Tensor:  # [R, evaluations, width]
+                return torch.stack([r[j] for r in rows], dim=1)
+
+            G = stacked(1)
+            G_env = G.view(n_env, -1, G.shape[-1])  # [E, N·evaluations, width]
+            g_out = G_env[..., :out_p]
+            if self.wants((layer, "bias")):
+                grads[self.index[(layer, "bias")]] = g_out.sum(dim=1)
+            if self.wants((layer, "weight")):
+                H = stacked(0)
+                if kind == "env":
+                    weight = torch.bmm(H.view(n_env, -1, H.shape[-1]).transpose(1, 2), G_env)
+                else:
+                    weight = grouped_outer(H.flatten(0, 1), G.flatten(0, 1), groups, n_evals)
+                grads[self.index[(layer, "weight")]] = weight
+            if self.wants((layer, "context")):
+                Z = stacked(2).view(n_env, -1, G.shape[-1])
+                if kind == "geps":  # Σ (B_k x)ᵀ g per environment: [E, r_p, out_p]
+                    context = torch.bmm(Z[..., out_p:].transpose(1, 2), g_out)
+                else:  # coda: Σ <H_k,c x, g> per environment and c: [E, d_ξ]
+                    blocks = Z.unflatten(2, (-1, out_p))[:, :, 1:]
+                    context = (blocks * g_out.unsqueeze(2)).sum(dim=(1, 3))
+                grads[self.index[(layer, "context")]] = context
         return grads
 
 
@@ -374,7 +380,7 @@ def field_function(mlp: RoutedMLP, x: Tensor) -> Tensor:
     n_rows = x.shape[1]
     groups = mlp.routing.rows(n_rows)
     rows = pad_last(mlp.routing.sort(x), mlp.in_dim)
-    tensors = mlp.tensors(n_rows)
+    tensors = mlp.tensors()
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in (rows, *tensors))
     out = _FieldEval.apply(mlp, groups, keep, rows, *tensors)
     return mlp.routing.unsort(out, n_rows)

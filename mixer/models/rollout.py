@@ -198,7 +198,7 @@ def fast_rollout(
     per_env = scale if out_scale is None else scale * out_scale
     steps = env_to_rows(per_env.index_select(0, routing.order), n_rows).unsqueeze(1)  # [R, 1]
     rows = pad_last(routing.sort(x0), mlp.in_dim)
-    tensors = mlp.tensors(n_rows)
+    tensors = mlp.tensors()
     keep = torch.is_grad_enabled() and any(t.requires_grad for t in (rows, steps, *tensors))
     traj = _FastRollout.apply(
         mlp, groups, method, substeps, n_times, keep, rows, steps, *tensors
@@ -209,63 +209,77 @@ def fast_rollout(
 class _FastRollout(torch.autograd.Function):
     """A fixed-step rollout of a RoutedMLP: forward stores every stage's cache; backward is
     the exact reverse of the Runge-Kutta steps (discretise-then-optimise), and each weight
-    gradient is reduced once, over all evaluations."""
+    gradient is reduced once, over all evaluations.
+
+    The per-row step s_r (Δτ Δt_e, times the routed probability for the ``gd`` gate) is
+    folded into each tableau coefficient, c = h·a_ij·s_r, so a stage costs one fused
+    multiply-add per term: y_i = x + Σ_j c_ij f_j.
+    """
 
     @staticmethod
     def forward(ctx, mlp, groups, method, substeps, n_times, keep, x, steps, *tensors):
         a, b = TABLEAUS[method]
-        h = 1.0 / substeps
+        coef_a, coef_b = _coefficients(a, b, steps, 1.0 / substeps)
         state, states, caches = x, [x], []
         for _ in range((n_times - 1) * substeps):
-            ks = []
-            for row in a:
+            fs = []
+            for row in coef_a:
                 y = state
-                for weight, k in zip(row, ks, strict=False):
-                    if weight:
-                        y = torch.add(y, k, alpha=h * weight)
+                for c, f in zip(row, fs, strict=False):
+                    if c is not None:
+                        y = torch.addcmul(y, c, f)
                 f, cache = mlp.forward(y, tensors, groups, keep)
-                ks.append(f * steps)
+                fs.append(f)
                 if keep:
                     caches.append((cache, f))
-            for weight, k in zip(b, ks, strict=True):
-                if weight:
-                    state = torch.add(state, k, alpha=h * weight)
+            for c, f in zip(coef_b, fs, strict=True):
+                if c is not None:
+                    state = torch.addcmul(state, c, f)
             states.append(state)
         ctx.mlp, ctx.groups, ctx.method, ctx.substeps = mlp, groups, method, substeps
         ctx.caches, ctx.tensors = caches, tensors
         ctx.save_for_backward(steps)
-        out = torch.stack(states[::substeps], dim=1)
-        return out
+        return torch.stack(states[::substeps], dim=1)
 
     @staticmethod
     def backward(ctx, grad):
         (steps,) = ctx.saved_tensors
         mlp, groups, caches = ctx.mlp, ctx.groups, ctx.caches
         a, b = TABLEAUS[ctx.method]
-        h, substeps = 1.0 / ctx.substeps, ctx.substeps
-        need_steps = ctx.needs_input_grad[7]
+        coef_a, coef_b = _coefficients(a, b, steps, 1.0 / ctx.substeps)
+        substeps, need_steps = ctx.substeps, ctx.needs_input_grad[7]
         n_stages, n_times = len(b), grad.shape[1]
-        acc = Accumulator(mlp, ctx.needs_input_grad[8:], need_x=True, n_evals=len(caches))
+        acc = Accumulator(mlp, ctx.needs_input_grad[8:], need_x=True)
         g_state = grad[:, -1]
+        # Σ over stages of g_f · f, where g_f = s · g_k is the gradient of the unscaled f
+        # (s > 0: Δt > 0 and a routed probability >= 1/K), divided by s once at the end.
         g_steps = torch.zeros_like(steps) if need_steps else None
         for index in reversed(range((n_times - 1) * substeps)):
-            g_k: list[Tensor | None] = [g_state * (h * weight) if weight else None for weight in b]
+            # g_f[i]: gradient w.r.t. stage i's field value, = s h (b_i g_x + Σ_l a_li g_y_l)
+            g_f: list[Tensor | None] = [None if c is None else g_state * c for c in coef_b]
             g_prev = g_state
             stage_caches = caches[index * n_stages : (index + 1) * n_stages]
             for i in reversed(range(n_stages)):
-                if g_k[i] is None:
+                if g_f[i] is None:
                     continue
                 cache, f = stage_caches[i]
-                acc.current = index * n_stages + i
                 if need_steps:
-                    g_steps += (g_k[i] * f).sum(dim=1, keepdim=True)
-                g_y = mlp.backward(cache, g_k[i] * steps, ctx.tensors, groups, acc)
-                g_prev = g_prev + g_y
-                for j, weight in enumerate(a[i]):
-                    if weight:
-                        term = g_y * (h * weight)
-                        g_k[j] = term if g_k[j] is None else g_k[j] + term
-            g_state = g_prev
+                    g_steps += (g_f[i] * f).sum(dim=1, keepdim=True)
+                g_y = mlp.backward(cache, g_f[i], ctx.tensors, groups, acc)
+                g_prev = g_prev + g_y if g_prev is g_state else g_prev.add_(g_y)
+                for j, c in enumerate(coef_a[i]):
+                    if c is not None:
+                        g_f[j] = g_y * c if g_f[j] is None else g_f[j].addcmul_(g_y, c)
+            g_state = g_prev  # a new tensor: some b_i is non-zero
             if index % substeps == 0:
-                g_state = g_state + grad[:, index // substeps]
+                g_state.add_(grad[:, index // substeps])
+        if need_steps:
+            g_steps = g_steps / steps
         return (None,) * 6 + (g_state, g_steps, *acc.finish(groups))
+
+
+def _coefficients(a, b, steps: Tensor, h: float):
+    """Per-row tableau coefficients h·w·s_r [R, 1] (None where the weight is 0)."""
+    coef_a = [[steps * (h * w) if w else None for w in row] for row in a]
+    coef_b = [steps * (h * w) if w else None for w in b]
+    return coef_a, coef_b
