@@ -151,13 +151,16 @@ class Layer:
     context: Tensor | None = None
 
 
+# Reverse of each activation, from the tensor it saves: the pre-activation, or the output
+# for tanh and relu (which ``_SAVES_OUTPUT`` lists).
 _ACT_BACKWARD = {
-    "silu": lambda g, pre, out: torch.ops.aten.silu_backward(g, pre),
-    "gelu": lambda g, pre, out: torch.ops.aten.gelu_backward(g, pre),
-    "softplus": lambda g, pre, out: torch.ops.aten.softplus_backward(g, pre, 1.0, 20.0),
-    "tanh": lambda g, pre, out: torch.ops.aten.tanh_backward(g, out),
-    "relu": lambda g, pre, out: torch.ops.aten.threshold_backward(g, out, 0.0),
+    "silu": lambda g, saved: torch.ops.aten.silu_backward(g, saved),
+    "gelu": lambda g, saved: torch.ops.aten.gelu_backward(g, saved),
+    "softplus": lambda g, saved: torch.ops.aten.softplus_backward(g, saved, 1.0, 20.0),
+    "tanh": lambda g, saved: torch.ops.aten.tanh_backward(g, saved),
+    "relu": lambda g, saved: torch.ops.aten.threshold_backward(g, saved, 0.0),
 }
+_SAVES_OUTPUT = ("tanh", "relu")
 
 
 @dataclass
@@ -234,16 +237,28 @@ class RoutedMLP:
         self._plan = (tuple(tensors), steps)
         return steps
 
+    def keep_spec(self, needs: Sequence[bool]) -> list[tuple[bool, bool]]:
+        """Per layer, whether the reverse pass will need its input rows h (for a weight
+        gradient) and its product z (for a context gradient), given which inputs (order of
+        ``keys``) need a gradient. What is not needed is not kept: a rollout's caches then
+        hold a fraction of its activations, and their memory is reused while still hot."""
+        wanted = {key for key, need in zip(self.keys, needs, strict=True) if need}
+        return [
+            ((i, "weight") in wanted, (i, "context") in wanted) for i in range(len(self.layers))
+        ]
+
     # --- one evaluation, by hand ---
 
-    def forward(self, x: Tensor, tensors: Sequence[Tensor], groups: RowGroups, keep: bool):
+    def forward(self, x: Tensor, tensors: Sequence[Tensor], groups: RowGroups, keep=None):
         """x [R, in_p] (sorted rows) -> (f [R, out_p], cache or None).
 
-        The output keeps the last layer's padded width; its padding columns are exactly 0.
+        ``keep``: None (no reverse pass to come) or :meth:`keep_spec`. The output keeps the
+        last layer's padded width; its padding columns are exactly 0.
         """
-        cache = [] if keep else None
+        cache = None if keep is None else []
         h = x
         n_env, n_rows = self.n_envs, groups.n_rows
+        saves_output = self.activation in _SAVES_OUTPUT
         for s in self.plan(tensors):
             z = None
             if s.kind == "env":
@@ -252,8 +267,10 @@ class RoutedMLP:
                 z = grouped_mm(h, s.weight, groups)
                 out_p = s.out_p
                 if s.kind == "geps":  # b_e + (A_k diag ξ_e)(B_k x), one product per environment
-                    zb = z[:, out_p:].view(n_env, n_rows, -1)
-                    pre = torch.baddbmm(s.bias, zb, s.context).view(-1, out_p).add_(z[:, :out_p])
+                    zb = z[:, out_p:]
+                    pre = torch.baddbmm(s.bias, zb.view(n_env, n_rows, -1), s.context)
+                    pre = pre.view(-1, out_p).add_(z[:, :out_p])
+                    z = zb
                 elif s.kind == "coda":  # Σ_c [1, ξ_e]_c (stacked map c) x, then b_e
                     blocks = z.view(n_env, n_rows, -1, out_p)
                     pre = torch.matmul(s.coef, blocks).squeeze(2).add_(s.bias)
@@ -261,22 +278,26 @@ class RoutedMLP:
                     pre = torch.add(z.view(n_env, n_rows, out_p), s.bias)
             pre = pre.view(-1, s.out_p)
             out = self.act(pre) if s.act else pre
-            if keep:
-                cache.append((h, pre, out, z))
+            if cache is not None:
+                keep_h, keep_z = keep[s.index]
+                if keep_z and s.kind == "geps":
+                    z = z.contiguous()  # B_k x alone, so the full product can be freed
+                saved = (out if saves_output else pre) if s.act else None
+                cache.append((h if keep_h else None, saved, z if keep_z else None))
             h = out
         return h, cache
 
     def backward(self, cache, grad: Tensor, tensors, groups: RowGroups, acc: Accumulator):
-        """Reverse of :meth:`forward`: grad [R, out(_p)] -> grad of x [R, in_p]. What the
-        parameter and context gradients need is handed to ``acc`` (reduced once, later)."""
+        """Reverse of :meth:`forward`: grad [R, out(_p)] -> grad of x [R, in_p]. Parameter
+        and context terms go to ``acc``."""
         g = grad
         n_env, n_rows = self.n_envs, groups.n_rows
         for s in reversed(self.plan(tensors)):
-            h, pre, out, z = cache[s.index]
+            h, saved, z = cache[s.index]
             if g.shape[1] != s.out_p:
                 g = pad_last(g, s.out_p)
             if s.act:
-                g = self.act_backward(g, pre, out)
+                g = self.act_backward(g, saved)
             if s.kind == "env":
                 acc.record(s.index, h, g, z)
                 if s.index > 0 or acc.need_x:
@@ -299,10 +320,10 @@ class RoutedMLP:
 class Accumulator:
     """Gradients of one RoutedMLP's inputs, summed over evaluations.
 
-    Each evaluation's reverse pass only records, per layer, its input rows h, the gradient
-    of its (stacked) output and its forward product z; :meth:`finish` reduces them once, as
-    one product per gradient over every evaluation: per expert Σ hᵀ g (a grouped product),
-    per environment Σ hᵀ g, Σ zᵀ g or Σ g over the environment's rows.
+    Each evaluation's reverse pass only records, per layer, what the gradients need (its
+    output gradient, and its input rows h or its product z where kept); :meth:`finish`
+    reduces them once, as one product per gradient over every evaluation: per expert Σ hᵀ g
+    (a grouped product), per environment Σ hᵀ g, Σ zᵀ g or Σ g over the environment's rows.
     """
 
     def __init__(self, mlp: RoutedMLP, needs: Sequence[bool], need_x: bool):
@@ -311,15 +332,16 @@ class Accumulator:
         self.needs = list(needs)
         self.need_x = need_x
         self.records: dict[int, list[tuple]] = {}
-        self._wanted = {
-            i: any(self.wants((i, name)) for name in ("weight", "bias", "context"))
+        self._wanted = [
+            any(self.wants((i, name)) for name in ("weight", "bias", "context"))
             for i in range(len(mlp.layers))
-        }
+        ]
 
     def wants(self, key) -> bool:
         return key in self.index and self.needs[self.index[key]]
 
-    def record(self, layer: int, h: Tensor, g: Tensor, z: Tensor | None) -> None:
+    def record(self, layer: int, h: Tensor | None, g: Tensor, z: Tensor | None) -> None:
+        """Layer ``layer``'s part of one evaluation: g its (stacked) output gradient."""
         if self._wanted[layer]:
             self.records.setdefault(layer, []).append((h, g, z))
 
@@ -329,9 +351,10 @@ class Accumulator:
         for layer, rows in self.records.items():
             kind = self.mlp.layers[layer].kind
             out_p = self.mlp.layers[layer].bias.shape[1]
-            n_evals = len(rows)
 
-            def stacked(j: int, rows=rows) -> Tensor:  # [R, evaluations, width]
+            def stacked(j: int, rows=rows) -> Tensor:
+                """[R, evaluations, width]: row r's evaluations adjacent, so that expert
+                blocks and environments stay contiguous."""
                 return torch.stack([r[j] for r in rows], dim=1)
 
             G = stacked(1)
@@ -344,12 +367,13 @@ class Accumulator:
                 if kind == "env":
                     weight = torch.bmm(H.view(n_env, -1, H.shape[-1]).transpose(1, 2), G_env)
                 else:
-                    weight = grouped_outer(H.flatten(0, 1), G.flatten(0, 1), groups, n_evals)
+                    weight = grouped_outer(H.flatten(0, 1), G.flatten(0, 1), groups, len(rows))
                 grads[self.index[(layer, "weight")]] = weight
             if self.wants((layer, "context")):
-                Z = stacked(2).view(n_env, -1, G.shape[-1])
-                if kind == "geps":  # Σ (B_k x)ᵀ g per environment: [E, r_p, out_p]
-                    context = torch.bmm(Z[..., out_p:].transpose(1, 2), g_out)
+                Z = stacked(2)
+                Z = Z.view(n_env, -1, Z.shape[-1])
+                if kind == "geps":  # Σ (B_k x) gᵀ per environment: [E, r_p, out_p]
+                    context = torch.bmm(Z.transpose(1, 2), g_out)
                 else:  # coda: Σ <H_k,c x, g> per environment and c: [E, d_ξ]
                     blocks = Z.unflatten(2, (-1, out_p))[:, :, 1:]
                     context = (blocks * g_out.unsqueeze(2)).sum(dim=(1, 3))
@@ -362,7 +386,8 @@ class _FieldEval(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mlp: RoutedMLP, groups: RowGroups, keep: bool, x: Tensor, *tensors):
-        out, cache = mlp.forward(x, tensors, groups, keep=keep)
+        spec = mlp.keep_spec(ctx.needs_input_grad[4:]) if keep else None
+        out, cache = mlp.forward(x, tensors, groups, keep=spec)
         ctx.mlp, ctx.groups, ctx.cache, ctx.tensors = mlp, groups, cache, tensors
         return out[:, : mlp.out_dim]
 

@@ -220,6 +220,8 @@ class _FastRollout(torch.autograd.Function):
     def forward(ctx, mlp, groups, method, substeps, n_times, keep, x, steps, *tensors):
         a, b = TABLEAUS[method]
         coef_a, coef_b = _coefficients(a, b, steps, 1.0 / substeps)
+        spec = mlp.keep_spec(ctx.needs_input_grad[8:]) if keep else None
+        keep_f = keep and ctx.needs_input_grad[7]  # f only for the gradient of the steps
         state, states, caches = x, [x], []
         for _ in range((n_times - 1) * substeps):
             fs = []
@@ -228,10 +230,10 @@ class _FastRollout(torch.autograd.Function):
                 for c, f in zip(row, fs, strict=False):
                     if c is not None:
                         y = torch.addcmul(y, c, f)
-                f, cache = mlp.forward(y, tensors, groups, keep)
+                f, cache = mlp.forward(y, tensors, groups, spec)
                 fs.append(f)
                 if keep:
-                    caches.append((cache, f))
+                    caches.append((cache, f if keep_f else None))
             for c, f in zip(coef_b, fs, strict=True):
                 if c is not None:
                     state = torch.addcmul(state, c, f)
