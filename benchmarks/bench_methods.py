@@ -5,23 +5,42 @@ RK4, one thread. A "step" is one gradient step of the method's loop (an inner st
 alternating loop, refits included, or one meta-update for CAVIA), averaged over
 ``--outer`` outer steps after one warm-up outer step.
 
-    python benchmarks/bench_methods.py [--outer 2] [--device cpu]
+    python benchmarks/bench_methods.py [--outer 2] [--device cpu] [--methods ncf cavia]
+    python benchmarks/bench_methods.py --baseline DIR [--repeats 3] [--methods ncf cavia]
+
+``--baseline DIR`` compares with another checkout of the suite (e.g. the commit before a
+speed change: ``git worktree add /tmp/base <commit>``): each method is timed in fresh
+processes, this tree's and DIR's alternately, ``--repeats`` times each, and the line gives
+both medians and their ratio (baseline / this tree, > 1 when this tree is faster).
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
+import json
+import os
+import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 
 from mixer.batch import make_batch
-from mixer.cells import resolve_method
 from mixer.config import validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
-from mixer.methods import learner_class
+
+try:
+    from mixer.cells import resolve_method
+    from mixer.methods import learner_class
+except ImportError:  # a --baseline tree from before the learner registry (e.g. b012071)
+    from mixer.config import method_config as resolve_method
+    from mixer.methods import method_class as learner_class
+
+ROOT = Path(__file__).resolve().parents[1]
 
 METHODS = {
     "one-for-all": {"learner": "one-for-all"},
@@ -40,8 +59,9 @@ def fit_seconds(learner, train) -> tuple[float, int]:
     """Seconds and inner steps of ``learner.fit(train)`` (the learner built beforehand)."""
     began = time.perf_counter()
     log = learner.fit(train)
-    if learner.device.type == "cuda":
-        torch.cuda.synchronize(learner.device)
+    device = getattr(learner, "device", None)
+    if device is not None and torch.device(device).type == "cuda":
+        torch.cuda.synchronize(device)
     return time.perf_counter() - began, log.inner_steps
 
 
@@ -66,27 +86,71 @@ def method_learner(name, entry, n_envs, device, outer):
     return learner_class(cfg["learner"])(cfg, 2, n_envs, device, seed=0)
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--outer", type=int, default=2)
-    parser.add_argument("--device", default="cpu")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    device = torch.device(args.device)
+def lv_train_batch(device):
     spec = validate_dataset_spec("lv", {"generator": "ode", "systems": ["lotka_volterra"]})
     folder = tempfile.mkdtemp(prefix="bench_methods_")
     splits, envs, extra = generate(spec)
     save_dataset(folder, splits, envs, {"dataset": "lv", "generator": spec, **extra})
-    dataset = load_dataset(folder)
-    train = make_batch(dataset, "train", {}, device)
+    return make_batch(load_dataset(folder), "train", {}, device)
+
+
+def seconds_per_step(name, train, device, outer: int) -> float:
+    make_learner = functools.partial(method_learner, name, METHODS[name], train.n_envs, device)
+    fit_seconds(make_learner(1), train)  # throwaway: warms up the code paths
+    seconds, steps, _ = outer_step_cost(make_learner, train, outer)
+    return seconds / steps
+
+
+def worker_seconds(tree: Path, name: str, args) -> float:
+    """s/step of ``name`` timed in a fresh process that imports the suite from ``tree``."""
+    command = [sys.executable, str(Path(__file__).resolve()), "--worker", name,
+               "--outer", str(args.outer), "--device", args.device]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode:
+        raise SystemExit(f"worker {name} on {tree} failed:\n{done.stderr[-2000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])["seconds_per_step"]
+
+
+def compare(args) -> None:
+    baseline = Path(args.baseline).resolve()
+    print(f"this tree {ROOT} vs baseline {baseline}; {args.repeats} alternating fresh "
+          f"processes each, medians, 1 thread")  # fmt: skip
+    print(f"{'method':>12} {'s/step':>9} {'baseline':>9} {'ratio':>6}  runs (this / baseline)")
+    for name in args.methods:
+        ours, theirs = [], []
+        for _ in range(args.repeats):
+            ours.append(worker_seconds(ROOT, name, args))
+            theirs.append(worker_seconds(baseline, name, args))
+        now, before = statistics.median(ours), statistics.median(theirs)
+        runs = " ".join(f"{a:.4f}/{b:.4f}" for a, b in zip(ours, theirs, strict=True))
+        print(f"{name:>12} {now:9.4f} {before:9.4f} {before / now:6.2f}  {runs}", flush=True)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--outer", type=int, default=2)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    parser.add_argument("--baseline", help="another checkout of the suite to compare with")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    device = torch.device(args.device)
+    if args.baseline:
+        return compare(args)
+    train = lv_train_batch(device)
+    if args.worker:
+        per_step = seconds_per_step(args.worker, train, device, args.outer)
+        print(json.dumps({"seconds_per_step": per_step}))
+        return None
     print(f"device {device}, torch {torch.__version__}, 1 thread, LV 9 x 4 x 20")
     print(f"{'method':>12} {'s/step':>9} {'steps/s':>8}")
-    for name, entry in METHODS.items():
-        make_learner = functools.partial(method_learner, name, entry, train.n_envs, device)
-        fit_seconds(make_learner(1), train)  # throwaway: warms up the code paths
-        seconds, steps, _ = outer_step_cost(make_learner, train, args.outer)
-        per_step = seconds / steps
+    for name in args.methods:
+        per_step = seconds_per_step(name, train, device, args.outer)
         print(f"{name:>12} {per_step:9.4f} {1 / per_step:8.2f}", flush=True)
+    return None
 
 
 if __name__ == "__main__":

@@ -11,9 +11,10 @@ experts get exactly zero gradient.
 
 :class:`RoutedMLP` is one rollout's network, built by a bank's ``env_weights``: a chain of
 layers of three kinds, with the per-environment context folded in without per-environment
-weights:
+weights in the wide layers:
 
-- ``plain``: ``W_k x + b_e``;
+- ``env``: ``W_e x + b_e`` for thin layers (the state-sized first and last), one batched
+  product over environments (an environment's N rows share its weights);
 - ``geps``:  ``W_k x + A_k (ξ_e ⊙ (B_k x)) + b_e`` with W and B stacked into one product;
 - ``coda``:  ``W_k x + Σ_c ξ_e,c (H_k,c x) + b_e`` with the (1 + d_ξ) maps stacked into one
   product (θ_e = θ_k + H_k ξ_e applied without forming θ_e's weights).
@@ -21,14 +22,20 @@ weights:
 Its forward and reverse passes are written by hand (:meth:`RoutedMLP.forward`,
 :meth:`RoutedMLP.backward`). :func:`field_function` wraps one evaluation as an autograd
 function (used by adaptive solvers); :mod:`mixer.models.rollout` runs a whole fixed-step
-rollout on them with one reverse pass, computing each weight gradient once per rollout as one
-grouped product over all evaluations instead of once per evaluation.
+rollout on them with one reverse pass. The forward keeps only what the requested gradients
+need, and every parameter gradient is reduced once per rollout, as one product over all
+evaluations (a grouped one for the experts' weights), instead of once per evaluation.
+
+Where the time goes (LV, width 256, K = 3, one CPU thread): the grouped products are about
+half of an inner step; with three experts they are three products of 12 rows instead of
+one of 36 (``benchmarks/bench_lv_mixer3.py`` prints the resulting ceiling).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -133,7 +140,6 @@ class Layer:
     - ``env``: ``weight`` [E, in_p, out_p] per environment (small layers, e.g. the first
       and last of a vector field, whose per-environment weights cost less than a product),
       applied to each environment's N rows with one batched product over environments;
-    - ``grouped``: ``weight`` [K, in_p, out_p] per expert, applied to each expert's rows;
     - ``geps``: ``weight`` [K, in_p, out_p + r_p] = [W_k; B_k]ᵀ stacked, and ``context``
       [E, r_p, out_p] = (A_k diag(ξ_e))ᵀ: y = W_k x + A_k (ξ_e ⊙ B_k x);
     - ``coda``: ``weight`` [K, in_p, (1 + d_ξ) out_p] = [W_k; H_k,1; ...]ᵀ stacked, and
@@ -167,10 +173,11 @@ _SAVES_OUTPUT = ("tanh", "relu")
 class Step:
     """What an evaluation needs of one layer, prepared once per rollout (:meth:`RoutedMLP.plan`).
 
-    ``bias`` is [E, 1, out_p] (broadcast over an environment's rows); ``back`` is the matrix
-    of the reverse product, contiguous: the per-environment weight transposed (``env``), the
-    stacked expert weights transposed (``grouped``, ``geps``, ``coda``); ``context_back`` the
-    GEPS context map transposed; ``coef`` the CoDA coefficients [E, 1, 1, 1 + d_ξ] = [1, ξ_e].
+    ``bias`` is [E, 1, out_p] (broadcast over an environment's rows); ``coef`` the CoDA
+    coefficients [E, 1, 1, 1 + d_ξ] = [1, ξ_e]. The matrices of the reverse products are made
+    on first use (a rollout without gradient never needs them), contiguous: ``back`` the
+    per-environment weight transposed (``env``) or the stacked expert weights transposed
+    (``geps``, ``coda``), ``context_back`` the GEPS context map transposed.
     """
 
     index: int
@@ -179,10 +186,16 @@ class Step:
     weight: Tensor
     bias: Tensor
     out_p: int
-    back: Tensor
     context: Tensor | None = None
-    context_back: Tensor | None = None
     coef: Tensor | None = None
+
+    @cached_property
+    def back(self) -> Tensor:
+        return self.weight.detach().transpose(1, 2).contiguous()
+
+    @cached_property
+    def context_back(self) -> Tensor:
+        return self.context.detach().transpose(1, 2).contiguous()
 
 
 class RoutedMLP:
@@ -226,11 +239,8 @@ class RoutedMLP:
         steps = []
         for i, (layer, t) in enumerate(zip(self.layers, per_layer, strict=True)):
             weight, context, bias = t["weight"], t.get("context"), t["bias"]
-            step = Step(i, layer.kind, layer.act, weight, bias.unsqueeze(1), bias.shape[1],
-                        weight.detach().transpose(1, 2).contiguous(), context)  # fmt: skip
-            if layer.kind == "geps":
-                step.context_back = context.detach().transpose(1, 2).contiguous()
-            elif layer.kind == "coda":
+            step = Step(i, layer.kind, layer.act, weight, bias.unsqueeze(1), bias.shape[1], context)
+            if layer.kind == "coda":
                 ones = context.new_ones(context.shape[0], 1)
                 step.coef = torch.cat([ones, context.detach()], dim=1)[:, None, None, :]
             steps.append(step)
@@ -271,11 +281,9 @@ class RoutedMLP:
                     pre = torch.baddbmm(s.bias, zb.view(n_env, n_rows, -1), s.context)
                     pre = pre.view(-1, out_p).add_(z[:, :out_p])
                     z = zb
-                elif s.kind == "coda":  # Σ_c [1, ξ_e]_c (stacked map c) x, then b_e
+                else:  # coda: Σ_c [1, ξ_e]_c (stacked map c) x, then b_e
                     blocks = z.view(n_env, n_rows, -1, out_p)
                     pre = torch.matmul(s.coef, blocks).squeeze(2).add_(s.bias)
-                else:
-                    pre = torch.add(z.view(n_env, n_rows, out_p), s.bias)
             pre = pre.view(-1, s.out_p)
             out = self.act(pre) if s.act else pre
             if cache is not None:
@@ -306,11 +314,9 @@ class RoutedMLP:
             if s.kind == "geps":
                 g_zb = torch.bmm(g.view(n_env, n_rows, -1), s.context_back)
                 gz = torch.cat([g, g_zb.view(n_env * n_rows, -1)], dim=1)
-            elif s.kind == "coda":
+            else:  # coda
                 gz = g.view(n_env, n_rows, 1, -1) * s.coef.view(n_env, 1, -1, 1)
                 gz = gz.view(n_env * n_rows, -1)
-            else:
-                gz = g
             acc.record(s.index, h, gz, z)
             if s.index > 0 or acc.need_x:
                 g = grouped_mm(gz, s.back, groups)
