@@ -108,7 +108,7 @@ def train_and_score(dataset, device, solver, args, threads):
 
 # Learning rates (contexts, network), chosen on val with seeds 10 and 11 (never 0, the seed
 # reported) by ``--tune``: see config/README.md, "Where the defaults come from".
-LR = (1.0e-3, 1.0e-3)
+LR = (1.0e-2, 3.0e-3)
 LR_GRID = [(1.0e-3, 1.0e-3), (1.0e-2, 1.0e-3), (3.0e-3, 3.0e-3), (1.0e-2, 3.0e-3)]
 
 

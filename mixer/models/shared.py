@@ -24,17 +24,23 @@ def shared_mlp_field(
     weights = [w[0] for w in stack.weights]
     biases = [b[0] for b in stack.biases]
     w1 = weights[0]
-    first_bias = (biases[0] + phi @ w1[:, state_dim:].T).unsqueeze(1)  # [E, 1, width]
+    first_bias = biases[0] + phi @ w1[:, state_dim:].T  # [E, width]
     w_state = w1[:, :state_dim].T
     rest = [(w.T, b) for w, b in zip(weights[1:], biases[1:], strict=True)]
     last = len(rest) - 1
+    row_bias: dict[int, Tensor] = {}  # per number of rows N: [E·N, width], built once
 
     def field(t, x: Tensor) -> Tensor:
-        h = act(torch.matmul(x, w_state) + first_bias)
+        # Rows stay 2-D ([E·N, width]) through the layers: every op is one node of the
+        # (double) reverse pass, so views and broadcast adds per evaluation are avoided.
+        n_env, n_rows = x.shape[:2]
+        if n_rows not in row_bias:
+            row_bias[n_rows] = first_bias.repeat_interleave(n_rows, dim=0)
+        h = act(torch.addmm(row_bias[n_rows], x.reshape(n_env * n_rows, -1), w_state))
         for i, (w_t, b) in enumerate(rest):
-            h = torch.addmm(b, h.flatten(0, 1), w_t).view(*h.shape[:2], -1)
+            h = torch.addmm(b, h, w_t)
             if i < last:
                 h = act(h)
-        return h
+        return h.view(n_env, n_rows, -1)
 
     return field
