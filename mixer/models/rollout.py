@@ -161,22 +161,23 @@ def fixed_step_rollout(
     Plain tensor operations (autograd records them); no host synchronisation.
     """
     a, b = TABLEAUS[method]
-    h = 1.0 / substeps
-    step = (h * scale).view(-1, 1, 1)  # Δτ · Δt_e, per environment
+    # Δτ · Δt_e · w per environment, folded once: a stage is then y + c ⊙ k with no scalar
+    # factor, which keeps the recorded graph (and CAVIA's second-order one) small.
+    coef_a, coef_b = _coefficients(a, b, scale.view(-1, 1, 1), 1.0 / substeps)
     tau = x0.new_zeros(())
     state, states = x0, [x0]
     for _ in range(n_times - 1):
         for _ in range(substeps):
             ks = []
-            for row in a:
+            for row in coef_a:
                 y = state
-                for weight, k in zip(row, ks, strict=False):
-                    if weight:
-                        y = torch.addcmul(y, step, k, value=weight)
+                for c, k in zip(row, ks, strict=False):
+                    if c is not None:
+                        y = torch.addcmul(y, c, k)
                 ks.append(field_fn(tau, y))
-            for weight, k in zip(b, ks, strict=True):
-                if weight:
-                    state = torch.addcmul(state, step, k, value=weight)
+            for c, k in zip(coef_b, ks, strict=True):
+                if c is not None:
+                    state = torch.addcmul(state, c, k)
         states.append(state)
     return torch.stack(states, dim=2)
 
@@ -281,7 +282,8 @@ class _FastRollout(torch.autograd.Function):
 
 
 def _coefficients(a, b, steps: Tensor, h: float):
-    """Per-row tableau coefficients h·w·s_r [R, 1] (None where the weight is 0)."""
+    """Tableau coefficients h·w·s per row (or environment), shaped like ``steps``; None
+    where the weight is 0."""
     coef_a = [[steps * (h * w) if w else None for w in row] for row in a]
     coef_b = [steps * (h * w) if w else None for w in b]
     return coef_a, coef_b
