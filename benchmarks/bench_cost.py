@@ -2,8 +2,8 @@
 
 Sweeps K in {1, 3, 10, 20} at E = 40 environments and E in {10, 40, 160} at K = 10, for the
 geps and ncf backbones, on synthetic trajectories (N = 4, T = 20, d = 2, width 64, depth 3,
-RK4). Ends with ``step_time_ratio_k20_k1 <value>`` (geps, E = 40): top-1 routing should keep
-it near 1 (target <= 1.3).
+RK4). Each figure is the median of ``--repeats`` calls. Ends with ``step_time_ratio_k20_k1
+<value>`` (geps, E = 40): top-1 routing should keep it near 1 (target <= 1.3).
 
     python benchmarks/bench_cost.py [--device cpu|cuda] [--repeats 10]
 """
@@ -45,13 +45,17 @@ def sync(device):
 
 
 def time_it(fn, repeats, device):
+    """Median seconds of ``repeats`` calls after a warm-up: on a shared machine a call that
+    lost the CPU to another process moves a mean, not the median."""
     fn()  # warm-up
-    sync(device)
-    began = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        sync(device)
+        began = time.perf_counter()
         fn()
-    sync(device)
-    return (time.perf_counter() - began) / repeats
+        sync(device)
+        times.append(time.perf_counter() - began)
+    return float(np.median(times))
 
 
 def measure(backbone, K, E, device, repeats):

@@ -8,6 +8,19 @@ from mixer.data.odebench import ODEBENCH10
 from tests.helpers import SMALL_TRAJECTORIES, build
 
 
+@pytest.fixture(params=["stacked", "per-environment"])
+def layer_form(request, monkeypatch):
+    """Run a test with the wide layers of the GEPS and CoDA banks in each of their two forms
+    (grouped products of the experts' stacked maps, or per-environment weights), whatever
+    the banks' size thresholds would pick for the test's small networks."""
+    from mixer.models import backbone_class
+
+    bound = 0 if request.param == "stacked" else 2**40
+    for name in ("geps", "coda"):
+        monkeypatch.setattr(backbone_class(name), "per_env_max", bound)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def lotka_volterra(tmp_path_factory):
     return build(tmp_path_factory, "lv", generator="ode", systems=["lotka_volterra"])

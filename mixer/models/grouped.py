@@ -121,9 +121,17 @@ class RowGroups:
         self.expert_of_row = routing.sorted_experts.repeat_interleave(n_rows)
 
 
-def small_layer(fan_in: int, fan_out: int) -> bool:
-    """Whether per-environment weights beat a grouped product (a thin first/last layer)."""
-    return min(fan_in, fan_out) <= 8
+def per_env_layer(n_envs: int, fan_in: int, fan_out: int, max_elements: int) -> bool:
+    """Whether a layer runs on per-environment weights (one batched product over the E
+    environments) rather than on its experts' stacked maps (grouped products).
+
+    Thin layers (the state-sized first and last) always do. A wider one does while its E
+    per-environment matrices hold at most ``max_elements`` numbers: small products are bound
+    by the number of operations, where the per-environment form has the fewest; large ones
+    by reading the weights, where the experts' shared maps read E / K times fewer. Each bank
+    sets its own bound from measurements (``per_env_max``).
+    """
+    return min(fan_in, fan_out) <= 8 or n_envs * fan_in * fan_out <= max_elements
 
 
 def env_to_rows(t: Tensor, n_rows: int) -> Tensor:

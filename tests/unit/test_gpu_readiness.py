@@ -44,7 +44,7 @@ def inner_step(learner, batch, params, opt, anchors):
 
 
 @pytest.mark.parametrize("backbone", ["geps", "coda"])
-def test_inner_step_makes_no_tensor_without_a_device(backbone):
+def test_inner_step_makes_no_tensor_without_a_device(backbone, layer_form):
     from mixer.optim import make_optimizer
 
     learner, batch = make_learner(backbone), make_batch()
@@ -78,7 +78,9 @@ def host_syncs(monkeypatch):
 
 
 @pytest.mark.parametrize("backbone", ["geps", "coda"])
-def test_inner_steps_do_not_synchronise_with_the_host_and_keep_their_shapes(backbone, host_syncs):
+def test_inner_steps_do_not_synchronise_with_the_host_and_keep_their_shapes(
+    backbone, host_syncs, layer_form
+):
     from mixer.optim import make_optimizer
 
     learner, batch = make_learner(backbone), make_batch()

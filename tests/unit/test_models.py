@@ -67,7 +67,7 @@ def test_shapes_of_bank_and_mixture_rollout(name, n_experts):
 
 
 @pytest.mark.parametrize("name", ODE_BACKBONES)
-def test_batched_field_equals_per_environment_loop(name):
+def test_batched_field_equals_per_environment_loop(name, layer_form):
     gen = torch.Generator().manual_seed(2)
     # Large context maps, so that a wrong context term would show far above 1e-6.
     scale = {"coda": {"hyper_init_scale": 1.0}, "geps": {"modulation_init_scale": 1.0}}
@@ -103,7 +103,7 @@ def test_zero_context_gives_root_network(name):
 
 @pytest.mark.parametrize("split_context", [False, True])
 @pytest.mark.parametrize("name", list(BACKBONES))
-def test_top1_step_gives_gradient_only_to_routed_experts(name, split_context):
+def test_top1_step_gives_gradient_only_to_routed_experts(name, split_context, layer_form):
     context_dim = 6
     moe = build_mixture(
         name,
@@ -369,7 +369,9 @@ def reference_trajectories(moe, contexts, x0, t, substeps):
 
 @pytest.mark.parametrize("gate_mode", ["refit", "gd"])
 @pytest.mark.parametrize("name", ["coda", "geps", "ncf"])
-def test_grouped_rollout_and_its_reverse_pass_match_the_per_environment_formula(name, gate_mode):
+def test_grouped_rollout_and_its_reverse_pass_match_the_per_environment_formula(
+    name, gate_mode, layer_form
+):
     # Float64, large context maps, one expert unrouted: values and every gradient to 1e-6.
     scale = {"coda": {"hyper_init_scale": 1.0}, "geps": {"modulation_init_scale": 1.0}}
     moe = build_mixture(
@@ -399,7 +401,7 @@ def test_grouped_rollout_and_its_reverse_pass_match_the_per_environment_formula(
 
 
 @pytest.mark.parametrize("name", ["coda", "geps"])
-def test_hand_written_reverse_pass_passes_gradcheck(name):
+def test_hand_written_reverse_pass_passes_gradcheck(name, layer_form):
     moe = build_mixture(name, STATE_DIM, 4, 2, width=8, depth=2, split_context=True,
                         gate_mode="gd", generator=0).double()  # fmt: skip
     gen = torch.Generator().manual_seed(8)
@@ -414,7 +416,7 @@ def test_hand_written_reverse_pass_passes_gradcheck(name):
 
 
 @pytest.mark.parametrize("name", ["coda", "geps"])
-def test_contexts_only_and_model_only_gradients_match_the_full_reverse_pass(name):
+def test_contexts_only_and_model_only_gradients_match_the_full_reverse_pass(name, layer_form):
     # The alternating loop asks for one group at a time, and the forward then keeps only what
     # that group needs: each partial gradient must equal its part of the full one.
     moe = build_mixture(name, STATE_DIM, 6, 3, width=16, depth=2, split_context=True,
@@ -442,3 +444,16 @@ def test_contexts_only_and_model_only_gradients_match_the_full_reverse_pass(name
     torch.testing.assert_close(ctx_only, full[0], rtol=0, atol=1e-10)
     for got, want in zip(model_only, full[1:], strict=True):
         torch.testing.assert_close(got, want, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize(
+    ("name", "width", "n_envs", "middle"),
+    [("geps", 64, 9, "env"), ("geps", 256, 9, "geps"), ("coda", 224, 9, "env"),
+     ("coda", 256, 40, "coda")],
+)  # fmt: skip
+def test_wide_layers_take_the_form_their_size_makes_cheaper(name, width, n_envs, middle):
+    # The thresholds come from timings (GEPSExpert/CoDAExpert.per_env_max); the thin first and
+    # last layers are always per environment.
+    bank = backbone_class(name)(STATE_DIM, 2, 1, width=width, depth=2, generator=0)
+    mlp = bank.env_weights(torch.zeros(n_envs, dtype=torch.long), torch.zeros(n_envs, 2))
+    assert [layer.kind for layer in mlp.layers] == ["env", middle, "env"]
