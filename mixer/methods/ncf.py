@@ -3,8 +3,6 @@ proximal alternating loop."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import torch
 from torch import Tensor
 from torch.func import jvp
@@ -67,11 +65,10 @@ class NCFLearner(ContextMixtureLearner):
         """
         experts = self.model.experts
         route = torch.zeros(len(pool_ctx), dtype=torch.long, device=pool_ctx.device)
-        weights, tangent = jvp(
+        first_bias, tangent = jvp(
             lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,)
         )
-        base = replace(experts.env_weights(route, pool_ctx), first_bias=weights)
-        return VectorField(taylor_field(experts, base, tangent))
+        return VectorField(taylor_field(experts, first_bias, tangent))
 
     def loss(self, batch, envs=None):
         sub = batch.subset(envs)

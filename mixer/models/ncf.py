@@ -70,30 +70,50 @@ def _act_and_slope(name: str, pre: Tensor) -> tuple[Tensor, Tensor]:
     raise ValueError(f"no derivative for activation {name!r}")
 
 
-def taylor_field(bank: NCFExpert, weights: NCFWeights, tangent_bias: Tensor):
-    """x -> f(x; ξ_j) + J_ξ f(x; ξ_j) δ, with the tangent propagated by hand (forward mode).
+def taylor_field(bank: NCFExpert, first_bias: Tensor, tangent_bias: Tensor):
+    """x -> f(x; ξ_j) + J_ξ f(x; ξ_j) δ for a one-expert bank (the NCF learner), with the
+    tangent propagated by hand (forward mode).
 
-    The context enters only the first main layer's bias, whose tangent ``tangent_bias``
-    [E, width] is given; from there tangent_{l+1} = act'(pre_l) ⊙ (W_l tangent_l). Primal and
-    tangent rows are stacked so that each later layer is ONE batched product of [h; t].
+    The context enters only the first main layer's bias ``first_bias`` [E, width], whose
+    tangent ``tangent_bias`` [E, width] is given; from there tangent_{l+1} = act'(pre_l) ⊙
+    (W_l tangent_l). Every environment has the same weights but that bias, so each layer is
+    ONE product over all E·N rows, primal and tangent rows stacked: no per-environment copies
+    of the weights (whose reverse pass formed a per-environment weight gradient at every
+    evaluation).
     """
+    if bank.n_experts != 1:
+        raise ValueError(f"taylor_field needs a one-expert bank, got {bank.n_experts} experts")
     name = bank.activation
 
+    def expert_0(stack, start=0):  # (W^T, b) per layer
+        pairs = zip(stack.weights[start:], stack.biases[start:], strict=True)
+        return [(w[0].T, b[0]) for w, b in pairs]
+
+    tower, rest = expert_0(bank.state_tower), expert_0(bank.main, start=1)
+    first_state = bank.main.weights[0][0][:, : bank.width].T
+    rows: dict[int, tuple[Tensor, Tensor]] = {}  # per N: first bias and its tangent per row
+
     def field(t, x: Tensor) -> Tensor:
-        n_rows = x.shape[1]
-        h = apply_layers(weights.state_tower, x, bank.act, act_last=True)
-        pre = torch.baddbmm(weights.first_bias.unsqueeze(1), h, weights.first_state.mT)
-        h, slope = _act_and_slope(name, pre)
-        tangent = slope * tangent_bias.unsqueeze(1)
-        last = len(weights.rest) - 1
-        for i, (w, b) in enumerate(weights.rest):
-            both = torch.bmm(torch.cat([h, tangent], dim=1), w.mT)  # [E, 2N, out]
-            pre, tangent = both[:, :n_rows] + b.unsqueeze(1), both[:, n_rows:]
+        n_env, n_rows = x.shape[:2]
+        if n_rows not in rows:
+            rows[n_rows] = tuple(
+                v.repeat_interleave(n_rows, dim=0) for v in (first_bias, tangent_bias)
+            )
+        bias_rows, tangent_rows = rows[n_rows]
+        h = x.reshape(n_env * n_rows, -1)
+        for w_t, b in tower:
+            h = bank.act(torch.addmm(b, h, w_t))
+        h, slope = _act_and_slope(name, torch.addmm(bias_rows, h, first_state))
+        tangent = slope * tangent_rows
+        n_all, last = h.shape[0], len(rest) - 1
+        for i, (w_t, b) in enumerate(rest):
+            both = torch.cat([h, tangent]) @ w_t  # [2·E·N, out]: primal rows, then tangent rows
+            pre, tangent = both[:n_all] + b, both[n_all:]
             if i < last:
                 h, slope = _act_and_slope(name, pre)
                 tangent = slope * tangent
             else:
                 h = pre
-        return h + tangent
+        return (h + tangent).view(n_env, n_rows, -1)
 
     return field
