@@ -11,6 +11,8 @@ from mixer.methods.keys import CONTEXT_DIM
 from mixer.methods.mlp_field import MLPFieldLearner
 from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
+from mixer.models.rollout import FIXED_STEP_METHODS, TABLEAUS
+from mixer.models.sensitivity import sensitivity_rollout
 from mixer.models.shared import shared_mlp_field
 from mixer.training import train_joint
 
@@ -71,6 +73,44 @@ class CAVIALearner(MLPFieldLearner):
         With ``create_graph`` the result stays differentiable in θ (second order); with
         ``first_order`` each inner gradient is detached.
         """
+        if self.solver["method"] not in FIXED_STEP_METHODS:
+            return self._inner_loop_autograd(support, steps, create_graph, first_order)
+        phi = support.X.new_zeros(support.n_envs, self.ctx_dim)
+        with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
+            for _ in range(steps):
+                grad = self.support_gradient(phi, support)
+                if first_order:
+                    grad = grad.detach()
+                phi = phi - self.cfg["cavia_inner_lr"] * grad
+        return phi
+
+    def support_gradient(self, phi: Tensor, support: EnvBatch) -> Tensor:
+        """∂/∂φ of Σ_e MSE_e on the support [E, d_φ], from the forward sensitivities ∂x/∂φ_e.
+
+        Made of first-order differentiable operations: when they are recorded, the
+        meta-gradient through the inner step is one reverse pass (exact second order; the
+        finite-difference test checks it), not autograd's reverse pass through a reverse pass.
+        Fixed-step solvers only (there the sensitivities are exact derivatives of the steps).
+        """
+        pred, jac = self.fast_roll(phi, support, jacobian=True)
+        _, n_rows, n_times, dim = support.X.shape
+        resid = pred - support.X
+        return torch.einsum("entd,ekntd->ek", resid, jac) * (2 / (n_rows * n_times * dim))
+
+    def fast_roll(self, phi: Tensor, batch: EnvBatch, jacobian: bool):
+        """:func:`~mixer.models.sensitivity.sensitivity_rollout` of ``batch``, counted in
+        ``nfe`` like :meth:`roll`."""
+        method, substeps = self.solver["method"], self.solver["substeps"]
+        out = sensitivity_rollout(
+            self.model, phi, batch.x0, batch.t, self.cfg["activation"], jacobian, method, substeps
+        )
+        self.nfe += (batch.t.shape[1] - 1) * substeps * len(TABLEAUS[method][1])
+        return out
+
+    def _inner_loop_autograd(self, support, steps, create_graph, first_order):
+        """The inner loop by autograd (second order: a reverse pass through the recorded
+        reverse pass), for adaptive solvers, whose step control the sensitivities would
+        change."""
         phi = support.X.new_zeros(support.n_envs, self.ctx_dim).requires_grad_(True)
         with torch.enable_grad():
             for _ in range(steps):
@@ -99,7 +139,11 @@ class CAVIALearner(MLPFieldLearner):
         phi = self.inner_loop(
             support, self.cfg["cavia_inner_steps"], create_graph=True, first_order=first_order
         )
-        return per_env_mse(self.roll(self.field(phi), query), query.X).mean()
+        if self.solver["method"] in FIXED_STEP_METHODS:
+            pred, _ = self.fast_roll(phi, query, jacobian=False)
+        else:
+            pred = self.roll(self.field(phi), query)
+        return per_env_mse(pred, query.X).mean()
 
     def context_parameters(self):
         return []

@@ -165,16 +165,16 @@ class Layer:
     context: Tensor | None = None
 
 
-# Reverse of each activation, from the tensor it saves: the pre-activation, or the output
-# for tanh and relu (which ``_SAVES_OUTPUT`` lists).
-_ACT_BACKWARD = {
+# The reverse of each activation, grad ⊙ act', as one fused operation, from the tensor the
+# forward saved: the output for the activations in SAVES_OUTPUT, else the pre-activation.
+ACT_BACKWARD = {
     "silu": lambda g, saved: torch.ops.aten.silu_backward(g, saved),
     "gelu": lambda g, saved: torch.ops.aten.gelu_backward(g, saved),
     "softplus": lambda g, saved: torch.ops.aten.softplus_backward(g, saved, 1.0, 20.0),
     "tanh": lambda g, saved: torch.ops.aten.tanh_backward(g, saved),
     "relu": lambda g, saved: torch.ops.aten.threshold_backward(g, saved, 0.0),
 }
-_SAVES_OUTPUT = ("tanh", "relu")
+SAVES_OUTPUT = ("tanh", "relu")
 
 
 @dataclass
@@ -219,7 +219,7 @@ class RoutedMLP:
         self.layers = list(layers)
         self.activation = activation
         self.act = act
-        self.act_backward = _ACT_BACKWARD[activation]
+        self.act_backward = ACT_BACKWARD[activation]
         self.in_dim = self.layers[0].weight.shape[1]
         self.out_dim = out_dim
         self.keys: list[tuple[int, str]] = []
@@ -276,7 +276,7 @@ class RoutedMLP:
         cache = None if keep is None else []
         h = x
         n_env, n_rows = self.n_envs, groups.n_rows
-        saves_output = self.activation in _SAVES_OUTPUT
+        saves_output = self.activation in SAVES_OUTPUT
         for s in self.plan(tensors):
             z = None
             if s.kind == "env":

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mixer.models.base import Expert, Layer, StackedLayers, apply_layers
+from mixer.models.base import Expert, Layer, StackedLayers, act_and_slope, apply_layers
 
 
 @dataclass
@@ -51,25 +51,6 @@ class NCFExpert(Expert):
         return apply_layers(weights.rest, h, self.act)
 
 
-def _act_and_slope(name: str, pre: Tensor) -> tuple[Tensor, Tensor]:
-    """(act(pre), act'(pre)) for the activations the suite offers, differentiable."""
-    if name == "silu":
-        sig = torch.sigmoid(pre)
-        return pre * sig, sig * (1 + pre * (1 - sig))
-    if name == "tanh":
-        out = torch.tanh(pre)
-        return out, 1 - out * out
-    if name == "relu":
-        return torch.relu(pre), (pre > 0).to(pre.dtype)
-    if name == "softplus":
-        return torch.nn.functional.softplus(pre), torch.sigmoid(pre)
-    if name == "gelu":
-        cdf = 0.5 * (1 + torch.erf(pre / 2**0.5))
-        pdf = torch.exp(-0.5 * pre * pre) / (2 * torch.pi) ** 0.5
-        return pre * cdf, cdf + pre * pdf
-    raise ValueError(f"no derivative for activation {name!r}")
-
-
 def taylor_field(bank: NCFExpert, first_bias: Tensor, tangent_bias: Tensor):
     """x -> f(x; ξ_j) + J_ξ f(x; ξ_j) δ for a one-expert bank (the NCF learner), with the
     tangent propagated by hand (forward mode).
@@ -103,14 +84,14 @@ def taylor_field(bank: NCFExpert, first_bias: Tensor, tangent_bias: Tensor):
         h = x.reshape(n_env * n_rows, -1)
         for w_t, b in tower:
             h = bank.act(torch.addmm(b, h, w_t))
-        h, slope = _act_and_slope(name, torch.addmm(bias_rows, h, first_state))
+        h, slope = act_and_slope(name, torch.addmm(bias_rows, h, first_state))
         tangent = slope * tangent_rows
         n_all, last = h.shape[0], len(rest) - 1
         for i, (w_t, b) in enumerate(rest):
             both = torch.cat([h, tangent]) @ w_t  # [2·E·N, out]: primal rows, then tangent rows
             pre, tangent = both[:n_all] + b, both[n_all:]
             if i < last:
-                h, slope = _act_and_slope(name, pre)
+                h, slope = act_and_slope(name, pre)
                 tangent = slope * tangent
             else:
                 h = pre

@@ -118,3 +118,21 @@ def test_training_loop_synchronises_once_per_outer_step_outside_refits(host_sync
     assert host_syncs.count("item") == 2
     assert set(host_syncs) <= {"item", "tolist", "__bool__"}
     assert host_syncs.count("__bool__") <= 1  # the first rollout's grid check
+
+
+def test_cavia_meta_step_makes_no_tensor_without_a_device_and_does_not_synchronise(host_syncs):
+    """CAVIA's meta-gradient (forward sensitivities, hand-written reverse pass) is capturable."""
+    config = validate_config(
+        {"methods": {"m": {"learner": "cavia", "context_dim": 3, "width": 16, "depth": 2}}}
+    )
+    learner = learner_class("cavia")(resolve_method(config, "m"), 2, 6, torch.device("cpu"), 0)
+    batch, params = make_batch(), learner.model_parameters()
+    torch.autograd.grad(learner.loss(batch), params)  # warm-up: the grid check
+    host_syncs.clear()
+    try:
+        torch.set_default_device("meta")
+        grads = torch.autograd.grad(learner.loss(batch), params)
+    finally:
+        torch.set_default_device(None)
+    assert host_syncs == []
+    assert all(g.device.type == "cpu" and g.shape == p.shape for g, p in zip(grads, params))
