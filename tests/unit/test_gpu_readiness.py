@@ -135,4 +135,5 @@ def test_cavia_meta_step_makes_no_tensor_without_a_device_and_does_not_synchroni
     finally:
         torch.set_default_device(None)
     assert host_syncs == []
-    assert all(g.device.type == "cpu" and g.shape == p.shape for g, p in zip(grads, params))
+    pairs = zip(grads, params, strict=True)
+    assert all(g.device.type == "cpu" and g.shape == p.shape for g, p in pairs)
