@@ -42,7 +42,7 @@ def sensitivity_rollout(
 
     ``stack`` holds one expert whose first layer takes [x, φ]; ``method`` is a fixed-step
     tableau of :data:`~mixer.models.rollout.TABLEAUS`. Differentiable in the stack's
-    parameters and φ (first order; the sensitivities carry the second).
+    parameters and φ (first order; the sensitivities carry the second), not in x0 or t.
     """
     n_env, n_rows, dim = x0.shape
     n_ctx = phi.shape[1] if jacobian else 0
@@ -54,17 +54,17 @@ def sensitivity_rollout(
     state = x0.unsqueeze(1)
     if n_ctx:
         state = torch.cat([state, state.new_zeros(n_env, n_ctx, n_rows, dim)], dim=1)
-    options = (activation, method, substeps, t.shape[1])
-    traj = _SensitivityRollout.apply(
-        options, state, steps, first_bias, w_phi, w_state, *weights[1:], *biases[1:]
-    )  # [E, 1 + d_φ, N, T, d]
+    tensors = (first_bias, w_phi, w_state, *weights[1:], *biases[1:])
+    keep = torch.is_grad_enabled() and any(p.requires_grad for p in tensors)
+    options = (activation, method, substeps, t.shape[1], keep)
+    traj = _SensitivityRollout.apply(options, state, steps, *tensors)  # [E, 1 + d_φ, N, T, d]
     return traj[:, 0], (traj[:, 1:] if n_ctx else None)
 
 
 class _SensitivityRollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, options, state, steps, first_bias, w_phi, w_state, *layers):
-        activation, method, substeps, n_times = options
+        activation, method, substeps, n_times, keep = options
         n_rest = len(layers) // 2
         weights, biases = layers[:n_rest], layers[n_rest:]
         n_env, width = first_bias.shape
@@ -117,7 +117,8 @@ class _SensitivityRollout(torch.autograd.Function):
                         y = torch.addcmul(y, c, f)
                 f, cache = field(y)
                 fs.append(f)
-                caches.append(cache)
+                if keep:  # no reverse pass to come (adaptation, prediction): nothing kept
+                    caches.append(cache)
             for c, f in zip(coef_b, fs, strict=True):
                 if c is not None:
                     state = torch.addcmul(state, c, f)
@@ -128,7 +129,7 @@ class _SensitivityRollout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
-        activation, _, substeps, n_times = ctx.options
+        activation, _, substeps, n_times, _ = ctx.options
         caches, (coef_a, coef_b) = ctx.caches, ctx.coefs
         w_state, *weights = ctx.saved_tensors
         n_layers, n_stages = len(weights) + 1, len(coef_b)

@@ -4,7 +4,8 @@ Used by CAVIA (the context φ_e is an extra input of the field): the weights are
 all rows, so every layer is ONE matrix product over all E·N rows (not a batch of E copies of
 the weights, whose backward formed a per-environment weight gradient), and φ's part of the
 first layer becomes a per-environment bias, computed once per rollout. Plain differentiable
-operations: second-order gradients (CAVIA's meta-gradient) go through them.
+operations: CAVIA's second-order meta-gradient goes through them with an adaptive solver; with a
+fixed-step one CAVIA trains on :mod:`mixer.models.sensitivity` instead.
 """
 
 from __future__ import annotations
