@@ -11,6 +11,8 @@ from mixer.methods.context_model import ContextMixtureLearner
 from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
 from mixer.models.ncf import taylor_field
+from mixer.models.rollout import FIXED_STEP_METHODS, TABLEAUS, uniform_steps
+from mixer.models.taylor import taylor_rollout
 from mixer.training import train_alternating
 
 
@@ -48,7 +50,8 @@ class NCFLearner(ContextMixtureLearner):
         ties broken at random. Both draw from the learner's generator.
         """
         n_pool = min(self.cfg["ncf_pool_size"], self.n_envs)
-        keys = torch.rand(len(envs), self.n_envs, generator=self.generator)
+        gen = self.generator  # drawn where the generator lives (the CPU), then moved
+        keys = torch.rand(len(envs), self.n_envs, generator=gen, device=gen.device)
         order = keys.argsort(dim=1).to(self.device)  # a random permutation per row
         if self.cfg["ncf_pool"] == "nearest":
             ctx = self.ctx.detach()
@@ -63,12 +66,26 @@ class NCFLearner(ContextMixtureLearner):
         rollout, then pushed through the state part of the field by hand at every evaluation
         (mixer.models.ncf.taylor_field: primal and tangent rows in one product).
         """
+        return VectorField(taylor_field(self.model.experts, *self.first_bias(pool_ctx, delta)))
+
+    def first_bias(self, pool_ctx: Tensor, delta: Tensor) -> tuple[Tensor, Tensor]:
+        """The first main layer's bias at each row's ξ_j and its JVP along δ [rows, width]."""
         experts = self.model.experts
         route = torch.zeros(len(pool_ctx), dtype=torch.long, device=pool_ctx.device)
-        first_bias, tangent = jvp(
-            lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,)
-        )
-        return VectorField(taylor_field(experts, first_bias, tangent))
+        return jvp(lambda c: experts.env_weights(route, c).first_bias, (pool_ctx,), (delta,))
+
+    def taylor_rollout(self, pool_ctx: Tensor, delta: Tensor, sub, n_pool: int) -> Tensor:
+        """The rollout of :meth:`taylor_field` from each environment's first states, one row
+        per (environment, pool member), for a fixed-step solver: one autograd node whose
+        reverse pass is written by hand (mixer.models.taylor), counted in ``nfe``."""
+        first_bias, tangent = self.first_bias(pool_ctx, delta)
+        method, substeps = self.solver["method"], self.solver["substeps"]
+        n_times = sub.t.shape[1]
+        self.nfe += (n_times - 1) * substeps * len(TABLEAUS[method][1])
+        steps = uniform_steps(sub.t).repeat_interleave(n_pool)  # sub.t's check is cached
+        x0 = sub.x0.repeat_interleave(n_pool, dim=0)
+        bank = self.model.experts
+        return taylor_rollout(bank, first_bias, tangent, x0, steps, n_times, method, substeps)
 
     def loss(self, batch, envs=None):
         sub = batch.subset(envs)
@@ -78,6 +95,9 @@ class NCFLearner(ContextMixtureLearner):
         n_pool = members.shape[1]
         own = self.ctx[envs].repeat_interleave(n_pool, dim=0)  # row e·P + j: environment e
         pool_ctx = self.ctx[members.reshape(-1)]
+        if self.solver["method"] in FIXED_STEP_METHODS:
+            pred = self.taylor_rollout(pool_ctx, own - pool_ctx, sub, n_pool)
+            return (pred - sub.X.repeat_interleave(n_pool, dim=0)).square().mean()
         field = self.taylor_field(pool_ctx, own - pool_ctx)
         pred = rollout(
             field,

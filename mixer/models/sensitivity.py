@@ -25,6 +25,7 @@ from torch import Tensor
 from mixer.models.base import StackedLayers, act_slope_curvature, activation_fn
 from mixer.models.grouped import ACT_BACKWARD, SAVES_OUTPUT
 from mixer.models.rollout import TABLEAUS, _coefficients, uniform_steps
+from mixer.models.runge_kutta import rk_backward, rk_forward
 
 
 def sensitivity_rollout(
@@ -107,22 +108,8 @@ class _SensitivityRollout(torch.autograd.Function):
 
         a, b = TABLEAUS[method]
         coef_a, coef_b = _coefficients(a, b, steps, 1.0 / substeps)
-        states, caches = [state], []
-        for _ in range((n_times - 1) * substeps):
-            fs = []
-            for row in coef_a:
-                y = state
-                for c, f in zip(row, fs, strict=False):
-                    if c is not None:
-                        y = torch.addcmul(y, c, f)
-                f, cache = field(y)
-                fs.append(f)
-                if keep:  # no reverse pass to come (adaptation, prediction): nothing kept
-                    caches.append(cache)
-            for c, f in zip(coef_b, fs, strict=True):
-                if c is not None:
-                    state = torch.addcmul(state, c, f)
-            states.append(state)
+        n_steps = (n_times - 1) * substeps
+        states, caches = rk_forward(field, state, (coef_a, coef_b), n_steps, keep)
         ctx.options, ctx.caches, ctx.coefs = options, caches, (coef_a, coef_b)
         ctx.save_for_backward(w_state, *weights)
         return torch.stack(states[::substeps], dim=3)
@@ -130,9 +117,9 @@ class _SensitivityRollout(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         activation, _, substeps, n_times, _ = ctx.options
-        caches, (coef_a, coef_b) = ctx.caches, ctx.coefs
+        caches = ctx.caches
         w_state, *weights = ctx.saved_tensors
-        n_layers, n_stages = len(weights) + 1, len(coef_b)
+        n_layers = len(weights) + 1
         sens = grad.shape[1] > 1
         act_back = ACT_BACKWARD[activation]
         records: list[list[Tensor]] = [[] for _ in range(n_layers)]  # dL/d(pre) per stage
@@ -154,22 +141,8 @@ class _SensitivityRollout(torch.autograd.Function):
                 g = torch.matmul(g, weights[layer - 1] if layer else w_state)
             return g
 
-        g_state = grad[..., -1, :]
-        for index in reversed(range((n_times - 1) * substeps)):
-            g_f = [None if c is None else g_state * c for c in coef_b]
-            g_prev = g_state
-            stage_caches = caches[index * n_stages : (index + 1) * n_stages]
-            for i in reversed(range(n_stages)):
-                if g_f[i] is None:  # a stage no later one uses (none of the tableaus has one)
-                    g_f[i] = torch.zeros_like(g_state)
-                g_y = field_back(stage_caches[i], g_f[i])
-                g_prev = g_prev + g_y
-                for j, c in enumerate(coef_a[i]):
-                    if c is not None:
-                        g_f[j] = g_y * c if g_f[j] is None else g_f[j].addcmul_(g_y, c)
-            g_state = g_prev
-            if index % substeps == 0:
-                g_state = g_state + grad[..., index // substeps, :]
+        n_steps = (n_times - 1) * substeps
+        rk_backward(field_back, caches, ctx.coefs, n_steps, substeps, lambda j: grad[..., j, :])
 
         # records[l] holds the stages in reverse order, caches in forward order.
         grads_w, grads_b = [], []

@@ -137,3 +137,22 @@ def test_cavia_meta_step_makes_no_tensor_without_a_device_and_does_not_synchroni
     assert host_syncs == []
     pairs = zip(grads, params, strict=True)
     assert all(g.device.type == "cpu" and g.shape == p.shape for g, p in pairs)
+
+
+def test_ncf_step_makes_no_tensor_without_a_device_and_does_not_synchronise(host_syncs):
+    """NCF's loss (pool, Taylor rollout with its hand-written reverse pass) is capturable."""
+    config = validate_config(
+        {"methods": {"m": {"learner": "ncf", "context_dim": 3, "width": 16, "depth": 2}}}
+    )
+    learner = learner_class("ncf")(resolve_method(config, "m"), 2, 6, torch.device("cpu"), 0)
+    batch = make_batch()
+    params = learner.model_parameters() + learner.context_parameters()
+    torch.autograd.grad(learner.loss(batch), params, allow_unused=True)  # warm-up: grid check
+    host_syncs.clear()
+    try:
+        torch.set_default_device("meta")
+        grads = torch.autograd.grad(learner.loss(batch), params, allow_unused=True)
+    finally:
+        torch.set_default_device(None)
+    assert host_syncs == []
+    assert all(g is None or g.device.type == "cpu" for g in grads)
