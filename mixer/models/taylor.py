@@ -118,18 +118,24 @@ class _TaylorRollout(torch.autograd.Function):
         n_layers = n_tower + 1 + len(rest_w)
         records: list[list[Tensor]] = [[] for _ in range(n_layers + 1)]
         tangent_slot, last = n_layers, len(rest_w) - 1
+        # A context step needs the gradients of the two first-layer biases only: no weight
+        # gradient is recorded or reduced then (the state's reverse pass still runs).
+        need_weights = any(ctx.needs_input_grad[5:])
 
         def field_back(cache, g: Tensor) -> Tensor:
             saved = cache[1]
-            g_h = g_t = g  # the output is primal + tangent
-            for i in reversed(range(len(rest_w))):
-                if i < last:
-                    slope, curv_dpre = saved[n_tower + 1 + i]
-                    g_pre = torch.addcmul(g_h * slope, g_t, curv_dpre)
-                    both = torch.stack([g_pre, g_t * slope])
-                else:
-                    both = torch.stack([g_h, g_t])
-                records[n_tower + 1 + i].append(both)
+            if need_weights:  # the output is primal + tangent: both get g
+                both = torch.stack([g, g])
+                records[n_tower + last + 1].append(both)
+                g_h, g_t = torch.matmul(both, rest_w[last]).unbind(0)
+            else:
+                g_h = g_t = torch.matmul(g, rest_w[last])
+            for i in reversed(range(last)):
+                slope, curv_dpre = saved[n_tower + 1 + i]
+                g_pre = torch.addcmul(g_h * slope, g_t, curv_dpre)
+                both = torch.stack([g_pre, g_t * slope])
+                if need_weights:
+                    records[n_tower + 1 + i].append(both)
                 g_h, g_t = torch.matmul(both, rest_w[i]).unbind(0)
             slope, curv_tangent = saved[n_tower]
             g_pre = torch.addcmul(g_h * slope, g_t, curv_tangent)
@@ -138,7 +144,8 @@ class _TaylorRollout(torch.autograd.Function):
             g = torch.matmul(g_pre, first_state)
             for layer in reversed(range(n_tower)):
                 g = act_back(g, saved[layer])
-                records[layer].append(g)
+                if need_weights:
+                    records[layer].append(g)
                 g = torch.matmul(g, tower_w[layer])
             return g
 
@@ -154,15 +161,19 @@ class _TaylorRollout(torch.autograd.Function):
         def weight(g: Tensor, h: Tensor) -> Tensor:
             return g.reshape(-1, g.shape[-1]).T @ h.reshape(-1, h.shape[-1])
 
+        g_first = stacked(n_tower)  # [stages, B, N, width]
+        g_first_bias = g_first.sum(dim=(0, 2))
+        g_tangent_bias = stacked(tangent_slot).sum(dim=(0, 2))
+        if not need_weights:
+            return (None, None, None, g_first_bias, g_tangent_bias) + (None,) * (
+                1 + len(weights) * 2
+            )
         tower_gw, tower_gb = [], []
         for layer in range(n_tower):
             g = stacked(layer)
             tower_gw.append(weight(g, inputs(layer)))
             tower_gb.append(g.sum(dim=(0, 1, 2)))
-        g_first = stacked(n_tower)  # [stages, B, N, width]
         g_first_state = weight(g_first, inputs(n_tower))
-        g_first_bias = g_first.sum(dim=(0, 2))
-        g_tangent_bias = stacked(tangent_slot).sum(dim=(0, 2))
         rest_gw, rest_gb = [], []
         for i in range(len(rest_w)):
             g = stacked(n_tower + 1 + i)  # [stages, 2, B, N, out]

@@ -236,6 +236,12 @@ def test_ncf_taylor_rollout_reverse_pass_matches_autograd(config, activation, so
             assert a is None or not a.any()
             continue
         torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    for p in learner.model_parameters():  # a context step: the contexts' gradients alone
+        p.requires_grad_(False)
+    fast = learner.taylor_rollout(pool_ctx, delta, batch, n_pool)
+    only = torch.autograd.grad((fast * weights).sum(), [pool_ctx, delta])
+    for a, b in zip(only, grads_slow[-2:], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
 
 
 def test_ncf_taylor_field_is_second_order_accurate(config):
