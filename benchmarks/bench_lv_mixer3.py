@@ -102,7 +102,8 @@ def train_and_score(dataset, device, solver, args, threads):
         support = make_batch(dataset, "adapt_support", {}, device)
         query = make_batch(dataset, "adapt_query", {}, device)
         mse_ood = (learner.predict(query, learner.adapt(support)) - query.X).square().mean()
-        print(f"threads {threads}: test_mse_id {mse_id:.4g}  adaptation_mse {mse_ood.item():.4g}")
+        print(f"threads {threads}, seed {args.seed}: test_mse_id {mse_id:.4g}  "
+              f"adaptation_mse {mse_ood.item():.4g}")  # fmt: skip
     return rate
 
 
