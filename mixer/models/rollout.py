@@ -19,6 +19,7 @@ from torchdiffeq import odeint
 
 from mixer.errors import ConfigError
 from mixer.models.grouped import Accumulator, RoutedMLP, env_to_rows, pad_last
+from mixer.models.runge_kutta import rk_backward, rk_forward
 
 FIXED_STEP_METHODS = ("euler", "midpoint", "heun2", "heun3", "rk4")
 ADAPTIVE_METHODS = ("dopri5", "dopri8", "bosh3", "adaptive_heun", "fehlberg2")
@@ -163,23 +164,12 @@ def fixed_step_rollout(
     a, b = TABLEAUS[method]
     # Δτ · Δt_e · w per environment, folded once: a stage is then y + c ⊙ k with no scalar
     # factor, which keeps the recorded graph (and CAVIA's second-order one) small.
-    coef_a, coef_b = _coefficients(a, b, scale.view(-1, 1, 1), 1.0 / substeps)
+    coefs = _coefficients(a, b, scale.view(-1, 1, 1), 1.0 / substeps)
     tau = x0.new_zeros(())
-    state, states = x0, [x0]
-    for _ in range(n_times - 1):
-        for _ in range(substeps):
-            ks = []
-            for row in coef_a:
-                y = state
-                for c, k in zip(row, ks, strict=False):
-                    if c is not None:
-                        y = torch.addcmul(y, c, k)
-                ks.append(field_fn(tau, y))
-            for c, k in zip(coef_b, ks, strict=True):
-                if c is not None:
-                    state = torch.addcmul(state, c, k)
-        states.append(state)
-    return torch.stack(states, dim=2)
+    states, _ = rk_forward(
+        lambda y: (field_fn(tau, y), None), x0, coefs, (n_times - 1) * substeps, keep=False
+    )
+    return torch.stack(states[::substeps], dim=2)
 
 
 def fast_rollout(
@@ -220,25 +210,15 @@ class _FastRollout(torch.autograd.Function):
     @staticmethod
     def forward(ctx, mlp, groups, method, substeps, n_times, keep, x, steps, *tensors):
         a, b = TABLEAUS[method]
-        coef_a, coef_b = _coefficients(a, b, steps, 1.0 / substeps)
+        coefs = _coefficients(a, b, steps, 1.0 / substeps)
         spec = mlp.keep_spec(ctx.needs_input_grad[8:]) if keep else None
         keep_f = keep and ctx.needs_input_grad[7]  # f only for the gradient of the steps
-        state, states, caches = x, [x], []
-        for _ in range((n_times - 1) * substeps):
-            fs = []
-            for row in coef_a:
-                y = state
-                for c, f in zip(row, fs, strict=False):
-                    if c is not None:
-                        y = torch.addcmul(y, c, f)
-                f, cache = mlp.forward(y, tensors, groups, spec)
-                fs.append(f)
-                if keep:
-                    caches.append((cache, f if keep_f else None))
-            for c, f in zip(coef_b, fs, strict=True):
-                if c is not None:
-                    state = torch.addcmul(state, c, f)
-            states.append(state)
+
+        def field(y: Tensor):
+            f, cache = mlp.forward(y, tensors, groups, spec)
+            return f, (cache, f if keep_f else None)
+
+        states, caches = rk_forward(field, x, coefs, (n_times - 1) * substeps, keep)
         ctx.mlp, ctx.groups, ctx.method, ctx.substeps = mlp, groups, method, substeps
         ctx.caches, ctx.tensors = caches, tensors
         ctx.save_for_backward(steps)
@@ -249,33 +229,23 @@ class _FastRollout(torch.autograd.Function):
         (steps,) = ctx.saved_tensors
         mlp, groups, caches = ctx.mlp, ctx.groups, ctx.caches
         a, b = TABLEAUS[ctx.method]
-        coef_a, coef_b = _coefficients(a, b, steps, 1.0 / ctx.substeps)
-        substeps, need_steps = ctx.substeps, ctx.needs_input_grad[7]
-        n_stages, n_times = len(b), grad.shape[1]
+        coefs = _coefficients(a, b, steps, 1.0 / ctx.substeps)
+        need_steps = ctx.needs_input_grad[7]
         acc = Accumulator(mlp, ctx.needs_input_grad[8:], need_x=True)
-        g_state = grad[:, -1]
         # Σ over stages of g_f · f, where g_f = s · g_k is the gradient of the unscaled f
         # (s > 0: Δt > 0 and a routed probability >= 1/K), divided by s once at the end.
         g_steps = torch.zeros_like(steps) if need_steps else None
-        for index in reversed(range((n_times - 1) * substeps)):
-            # g_f[i]: gradient w.r.t. stage i's field value, = s h (b_i g_x + Σ_l a_li g_y_l)
-            g_f: list[Tensor | None] = [None if c is None else g_state * c for c in coef_b]
-            g_prev = g_state
-            stage_caches = caches[index * n_stages : (index + 1) * n_stages]
-            for i in reversed(range(n_stages)):
-                if g_f[i] is None:
-                    continue
-                cache, f = stage_caches[i]
-                if need_steps:
-                    g_steps += (g_f[i] * f).sum(dim=1, keepdim=True)
-                g_y = mlp.backward(cache, g_f[i], ctx.tensors, groups, acc)
-                g_prev = g_prev + g_y if g_prev is g_state else g_prev.add_(g_y)
-                for j, c in enumerate(coef_a[i]):
-                    if c is not None:
-                        g_f[j] = g_y * c if g_f[j] is None else g_f[j].addcmul_(g_y, c)
-            g_state = g_prev  # a new tensor: some b_i is non-zero
-            if index % substeps == 0:
-                g_state.add_(grad[:, index // substeps])
+
+        def field_back(stage, g_f: Tensor) -> Tensor:
+            cache, f = stage
+            if need_steps:
+                g_steps.add_((g_f * f).sum(dim=1, keepdim=True))
+            return mlp.backward(cache, g_f, ctx.tensors, groups, acc)
+
+        n_steps = (grad.shape[1] - 1) * ctx.substeps
+        g_state = rk_backward(
+            field_back, caches, coefs, n_steps, ctx.substeps, lambda j: grad[:, j]
+        )
         if need_steps:
             g_steps = g_steps / steps
         return (None,) * 6 + (g_state, g_steps, *acc.finish(groups))

@@ -62,11 +62,13 @@ def rk_backward(
             if g_f[i] is None:  # a stage no later one uses (none of the tableaus has one)
                 g_f[i] = torch.zeros_like(g_state)
             g_y = field_back(stage_caches[i], g_f[i])
-            g_prev = g_prev + g_y
+            # A new tensor at the first stage (g_state may be a view of the caller's
+            # gradient), then accumulated in place.
+            g_prev = g_prev + g_y if g_prev is g_state else g_prev.add_(g_y)
             for j, c in enumerate(coef_a[i]):
                 if c is not None:
                     g_f[j] = g_y * c if g_f[j] is None else g_f[j].addcmul_(g_y, c)
-        g_state = g_prev
+        g_state = g_prev  # a new tensor: some stage ran
         if index % substeps == 0:
-            g_state = g_state + grad_at(index // substeps)
+            g_state.add_(grad_at(index // substeps))
     return g_state
