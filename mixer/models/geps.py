@@ -33,11 +33,14 @@ from mixer.models.grouped import (
 
 class GEPSExpert(Expert):
     name = "geps"
-    # Per-environment weights up to 2^17 numbers per layer (grouped.per_env_layer). Measured
-    # (LV, 9 environments, K = 3, one thread; issue 14): at width 64 (37k) a context step took
+    # Per-environment weights up to 2^18 numbers per layer (grouped.per_env_layer). Measured
+    # (one thread; issue 14): LV, 9 environments, K = 3: at width 64 (37k) a context step took
     # 15.0-16.0 ms against 21.0-22.3 grouped, a model step 14.3-15.3 against 23.2-23.6; at
-    # width 256 (590k) 65.7-72.3 against 54.3-54.8, i.e. grouped wins there.
-    per_env_max = 2**17
+    # width 256 (590k) 65.7-72.3 against 54.3-54.8, i.e. grouped wins there. bench_cost's
+    # training step (width 64, medians of interleaved steps): 40 environments (164k),
+    # per-environment / grouped 0.89 at K = 3, 0.82 at K = 10, 0.72-0.79 at K = 20; 160
+    # environments (655k), K = 10: 1.14, grouped wins.
+    per_env_max = 2**18
 
     def build(self, gen: torch.Generator | None, *, modulation_init_scale: float = 1e-2) -> None:
         n_experts, rank = self.n_experts, self.context_dim

@@ -448,8 +448,8 @@ def test_contexts_only_and_model_only_gradients_match_the_full_reverse_pass(name
 
 @pytest.mark.parametrize(
     ("name", "width", "n_envs", "middle"),
-    [("geps", 64, 9, "env"), ("geps", 256, 9, "geps"), ("coda", 224, 9, "env"),
-     ("coda", 256, 40, "coda")],
+    [("geps", 64, 9, "env"), ("geps", 64, 40, "env"), ("geps", 64, 160, "geps"),
+     ("geps", 256, 9, "geps"), ("coda", 224, 9, "env"), ("coda", 256, 40, "coda")],
 )  # fmt: skip
 def test_wide_layers_take_the_form_their_size_makes_cheaper(name, width, n_envs, middle):
     # The thresholds come from timings (GEPSExpert/CoDAExpert.per_env_max); the thin first and
