@@ -14,10 +14,8 @@ prints its integration error on the true LV field next to dopri5 at rtol 1e-3, a
 ``--full`` trains for 960 inner steps and reports in-domain test MSE and the adaptation MSE
 after 500 context steps (reference: 1.1e-2 and 4.2e-2). The learning rates ``LR`` were
 chosen on val with ``--tune 10 11`` (seeds other than the reported seed 0). The script also
-prints two ceilings: the inner steps per second of the matrix products alone (K = 3 experts
-means three products per layer where one expert would have one of 36 rows), with the rows
-split evenly (12/12/12) and as the trained gate routes them (uneven splits cost more: a
-product of 8 rows costs a third of one of 36, not a fifth). Each thread count
+prints a ceiling: the inner steps per second of the matrix products alone (K = 3 experts
+means three products of 12 rows where one expert would have one of 36). Each thread count
 trains its own model; the figures of each are printed. Ends with the peak memory (max RSS)
 and the line ``lv_mixer3_geps_inner_steps_per_s <value>`` (the first thread count's rate).
 """
@@ -106,8 +104,7 @@ def train_and_score(dataset, device, solver, args, threads):
         mse_ood = (learner.predict(query, learner.adapt(support)) - query.X).square().mean()
         print(f"threads {threads}, seed {args.seed}: test_mse_id {mse_id:.4g}  "
               f"adaptation_mse {mse_ood.item():.4g}")  # fmt: skip
-    per_expert = torch.bincount(learner.routing().cpu(), minlength=3) * train.X.shape[1]
-    return rate, tuple(per_expert.tolist())
+    return rate
 
 
 # Learning rates (contexts, network), chosen on val with seeds 10 and 11 (never 0, the seed
@@ -129,39 +126,34 @@ def tune(dataset, device, solver, seeds) -> None:
                   flush=True)  # fmt: skip
 
 
-def matmul_ceiling(device, n_evals: int, refit_every: int, rows_per_expert=(12, 12, 12)):
+def matmul_ceiling(device, n_evals: int, refit_every: int) -> float:
     """Inner steps/s if an inner step did nothing but its matrix products with 3 experts.
 
-    Per field evaluation: 2 grouped products forward ([36, 256] rows split over the experts
-    as ``rows_per_expert``, times [256, 256 + 8]) and 2 backward; per model step (every other
-    step) each layer's weight gradient over all evaluations; every ``refit_every`` steps the
-    refit's forward over 3 experts x 9 environments. Each layer has its own weights (the
-    caches hold what a real step's do): a ceiling.
+    Per field evaluation: 2 grouped products forward ([36, 256] rows, 12 per expert, times
+    [256, 256 + 8]) and 2 backward; per model step (every other step) each layer's weight
+    gradient over all evaluations; every ``refit_every`` steps the refit's forward over 3
+    experts x 9 environments. Same weights at every call (warm caches): a ceiling.
     """
     torch.set_num_threads(1)
-    offsets = torch.tensor(rows_per_expert, dtype=torch.int32, device=device).cumsum(0)
-    offsets = offsets.to(torch.int32)
+    offsets = torch.tensor([12, 24, 36], dtype=torch.int32, device=device)
     rows, wide = torch.randn(36, 256, device=device), torch.randn(36, 264, device=device)
-    weights = [torch.randn(3, 256, 264, device=device) for _ in range(2)]
-    backs = [w.transpose(1, 2).contiguous() for w in weights]
+    weight = torch.randn(3, 256, 264, device=device)
+    back = weight.transpose(1, 2).contiguous()
     many = torch.randn(36 * n_evals, 256, device=device)
     many_wide = torch.randn(36 * n_evals, 264, device=device)
     refit_rows = torch.randn(108, 256, device=device)
-    refit_offsets = torch.tensor([36, 72, 108], dtype=torch.int32, device=device)
 
     def one_step(model_step: bool, refit: bool) -> None:
         for _ in range(n_evals):
-            for weight in weights:
+            for _ in range(2):
                 torch._grouped_mm(rows, weight, offs=offsets)
-            for back in reversed(backs):
                 torch._grouped_mm(wide, back, offs=offsets)
         if model_step:
             for _ in range(2):
                 torch._grouped_mm(many.T, many_wide, offs=offsets * n_evals)
         if refit:
-            for _ in range(n_evals):
-                for weight in weights:
-                    torch._grouped_mm(refit_rows, weight, offs=refit_offsets)
+            for _ in range(2 * n_evals):
+                torch._grouped_mm(refit_rows, weight, offs=offsets * 3)
 
     one_step(True, True)
     began = time.perf_counter()
@@ -200,17 +192,14 @@ def main():
         mse, worst, nfe = lv_integration_error(dataset, device, setting)
         print(f"integration error on the true LV field, {name}: MSE {mse:.3g}, "
               f"max {worst:.3g}, {nfe} evaluations")  # fmt: skip
-    runs = [train_and_score(dataset, device, solver, args, n) for n in args.threads]
-    rates, trained_rows = [rate for rate, _ in runs], runs[0][1]
+    rates = [train_and_score(dataset, device, solver, args, n) for n in args.threads]
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
     print(f"peak memory (max RSS) {peak:.2f} GiB")
     if device.type == "cpu":
         n_evals = 19 * 4 * args.substeps if args.solver == "rk4" else 62
-        for label, split in (("balanced", (12, 12, 12)), ("as trained", trained_rows)):
-            ceiling = matmul_ceiling(device, n_evals, 5, split)
-            rows = "/".join(map(str, split))
-            print(f"ceiling: the matrix products of an inner step alone, 1 thread, rows per "
-                  f"expert {rows} ({label}): {ceiling:.2f} inner steps/s")  # fmt: skip
+        ceiling = matmul_ceiling(device, n_evals, refit_every=5)
+        print(f"ceiling: the matrix products of an inner step alone, 1 thread, warm caches: "
+              f"{ceiling:.2f} inner steps/s")  # fmt: skip
     print(f"lv_mixer3_geps_inner_steps_per_s {rates[0]:.2f}")
     return None
 
