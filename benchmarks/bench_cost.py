@@ -17,11 +17,10 @@ import time
 import numpy as np
 import torch
 
-from mixer.batch import EnvBatch
-from mixer.cells import resolve_method
-from mixer.config import validate_config
+from mixer.config import resolve_method, validate_config
 from mixer.methods import learner_class
-from mixer.optim import make_optimizer
+from mixer.training.batches import EnvBatch
+from mixer.training.optim import make_optimizer
 
 
 def make_learner(backbone, K, E, device):

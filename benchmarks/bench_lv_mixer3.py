@@ -29,12 +29,11 @@ import time
 
 import torch
 
-from mixer.batch import make_batch
-from mixer.cells import resolve_method
-from mixer.config import validate_config, validate_dataset_spec
+from mixer.config import resolve_method, validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
 from mixer.methods import learner_class
 from mixer.models import VectorField, rollout
+from mixer.training.batches import make_batch
 
 
 def lv_integration_error(dataset, device, solver: dict) -> tuple[float, float, int]:

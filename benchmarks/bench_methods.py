@@ -29,14 +29,16 @@ from pathlib import Path
 
 import torch
 
-from mixer.batch import make_batch
 from mixer.config import validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
 
 try:
-    from mixer.cells import resolve_method
+    from mixer.config import resolve_method
     from mixer.methods import learner_class
+    from mixer.training.batches import make_batch
 except ImportError:  # a --baseline tree from before the learner registry (e.g. b012071)
+    from mixer.batch import make_batch
+
     from mixer.config import method_config as resolve_method
     from mixer.methods import method_class as learner_class
 

@@ -1,8 +1,8 @@
 """What a grid costs: measured seconds per outer and adaptation step of every cost class, and hours.
 
 Every cell (dataset x regime x method x seed) of the config's experiments is resolved by
-``mixer.cells.resolve_cell``, so its budget (``training.outer_steps``, ``adaptation.steps``, an
-experiment's own overrides) is the config's. Cells that differ only in their seed cost the same:
+``mixer.config.resolve_cell``, so its budget (``training.outer_steps``, ``adaptation.steps``,
+an experiment's own overrides) is the config's. Cells that differ only in their seed cost the same:
 they form one cost class (dataset, method, regime). Per class the learner is built as
 ``mixer train`` builds it, on the dataset generated once into a temporary folder, with one
 thread. Seconds per outer step: the difference of a run of w and one of w + ``--outer`` outer
@@ -43,12 +43,11 @@ import torch
 from bench_methods import outer_step_cost
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from mixer.batch import make_batch
-from mixer.cells import experiment_cells, resolve_cell
-from mixer.config import load_config
+from mixer.config import experiment_cells, load_config, resolve_cell
 from mixer.data import generate, load_dataset, save_dataset
 from mixer.methods import learner_class
-from mixer.train import build_learner, pick_device
+from mixer.stages.train import build_learner, pick_device
+from mixer.training.batches import make_batch
 
 # --- the grid and its arithmetic ---
 

@@ -3,10 +3,9 @@
 import torch
 from torch import nn
 
-from mixer.adaptation import fit_new_contexts
 from mixer.methods import Learner
 from mixer.models import VectorField, rollout
-from mixer.training import train_joint
+from mixer.training import fit_new_contexts, train_joint
 
 
 class MeanField(Learner):

@@ -120,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     learners.set_defaults(run=_learners)
 
+    contract = commands.add_parser(
+        "test-learner",
+        help="run the Learner contract checks on a learner (yours: package.module:Class)",
+    )
+    contract.add_argument("learner", help="a built-in name or package.module:Class")
+    contract.add_argument(
+        "--workdir", type=Path, help="folder for the tiny dataset and cell (default: a temp one)"
+    )
+    contract.set_defaults(run=_test_learner)
+
     args = parser.parse_args(argv)
     try:
         return args.run(args)
@@ -133,9 +143,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args) -> int:
-    from mixer import provenance
     from mixer.config import load_config, validate_dataset_spec
+    from mixer.config.code import RULE_MODULES, dataset_targets
     from mixer.data import generate, save_dataset
+    from mixer.records import provenance
+    from mixer.records.sources import source_hash
 
     if args.config is not None:
         datasets = load_config(args.config)["datasets"]
@@ -163,7 +175,7 @@ def _generate(args) -> int:
         "generation_seconds": round(seconds, 3),
         "provenance": {
             "versions": provenance.versions("numpy", "scipy", "mne"),
-            "source_hash": provenance.source_hash("data"),
+            "source_hash": source_hash(RULE_MODULES["generate_dataset"], dataset_targets(spec)),
             "git_commit": provenance.git_commit(),
         },
     }
@@ -182,8 +194,7 @@ def _one_thread() -> None:
 
 
 def _train(args) -> int:
-    from mixer.cells import resolve_cell, validate_cell
-    from mixer.config import load_config
+    from mixer.config import load_config, resolve_cell, validate_cell
 
     if args.config is not None:
         if not args.method or args.seed is None:
@@ -205,7 +216,7 @@ def _train(args) -> int:
         if args.seed is not None and args.seed != cfg["seed"]:
             raise ConfigError(f"--seed {args.seed} differs from the spec's seed {cfg['seed']}")
     _one_thread()
-    from mixer.train import train_cell
+    from mixer.stages.train import train_cell
 
     state = train_cell(cfg, args.dataset_dir, args.out)
     print(
@@ -216,7 +227,7 @@ def _train(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from mixer.evaluate import evaluate_cell
+    from mixer.stages.evaluate import evaluate_cell
 
     _one_thread()
     out = evaluate_cell(args.model, args.dataset_dir, args.out)
@@ -226,7 +237,7 @@ def _evaluate(args) -> int:
 
 
 def _aggregate(args) -> int:
-    from mixer.aggregate import write_tables
+    from mixer.report.aggregate import write_tables
 
     paths = list(args.metrics)
     if args.cells_file is not None:
@@ -246,7 +257,7 @@ def _aggregate(args) -> int:
 
 
 def _plot(args) -> int:
-    from mixer.plots import make_figures
+    from mixer.report.plots import make_figures
 
     written = make_figures(args.runs, args.out_dir, strict=args.strict)
     print(f"{len(written)} figures -> {args.out_dir}")
@@ -254,7 +265,7 @@ def _plot(args) -> int:
 
 
 def _literature(args) -> int:
-    from mixer.literature import write_literature
+    from mixer.report.literature import write_literature
 
     written = write_literature(args.runs, args.anchors, args.out_dir)
     import pandas as pd
@@ -265,8 +276,8 @@ def _literature(args) -> int:
 
 
 def _claims(args) -> int:
-    from mixer.claims import write_claims
     from mixer.config import validate_claims_spec
+    from mixer.report.claims_files import write_claims
 
     try:
         spec = json.loads(args.claims)
@@ -287,8 +298,7 @@ def _claims(args) -> int:
 
 def _check_config(args) -> int:
     # Snakemake reports a YAML error in a --configfile without its line; this names it.
-    from mixer.cells import experiment_cells, resolve_cell
-    from mixer.config import load_config
+    from mixer.config import experiment_cells, load_config, resolve_cell
 
     config = load_config(*args.files)
     cells = experiment_cells(config)
@@ -299,7 +309,7 @@ def _check_config(args) -> int:
 
 
 def _learners(args) -> int:
-    from mixer.methods.registry import learner_names, learner_spec, write_catalog
+    from mixer.methods.catalog import learner_names, learner_spec, write_catalog
 
     if args.write_catalog:
         print(f"wrote {write_catalog()}")
@@ -318,6 +328,21 @@ def _learners(args) -> int:
             kind = prop.get("enum") or prop.get("type")
             print(f"  {key} ({kind}, default {prop.get('default')!r}): {prop.get('description')}")
     return 0
+
+
+def _test_learner(args) -> int:
+    import tempfile
+
+    from mixer.stages.contract import run_contract
+
+    _one_thread()
+    if args.workdir is not None:
+        ok = run_contract(args.learner, args.workdir)
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            ok = run_contract(args.learner, Path(tmp))
+    print("the learner meets the contract" if ok else "the learner breaks the contract")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

@@ -37,6 +37,6 @@ def cpu_batch(dataset, split: str, trajectories: int | None = None):
     """All environments of one split as an EnvBatch on the CPU."""
     import torch
 
-    from mixer.batch import make_batch
+    from mixer.training.batches import make_batch
 
     return make_batch(dataset, split, {}, torch.device("cpu"), trajectories=trajectories)

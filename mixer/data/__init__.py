@@ -1,10 +1,8 @@
 """Datasets: the systems registry, environment design, generation and storage."""
 
-# the generator modules register 'control_charts' and 'eeg' on import
-from mixer.data import control_charts, eeg  # noqa: F401
-from mixer.data.generate import GENERATORS, SPLITS, generate
+from mixer.data.generate import GENERATORS, SPLITS, generate, register_generator
 from mixer.data.storage import Dataset, Split, load_dataset, save_dataset
-from mixer.data.systems import SYSTEMS, ODESystem, Protocol, resolve_system
+from mixer.data.systems import SYSTEMS, ODESystem, Protocol, register_system, resolve_system
 
 __all__ = [
     "GENERATORS",
@@ -16,6 +14,8 @@ __all__ = [
     "Split",
     "generate",
     "load_dataset",
+    "register_generator",
+    "register_system",
     "resolve_system",
     "save_dataset",
 ]

@@ -6,7 +6,7 @@ import itertools
 
 import numpy as np
 
-from mixer.data.systems import ODESystem, Protocol, nearest_family
+from mixer.data.systems import ODESystem, Protocol, nearest_family, register_system
 
 
 def _product(values: dict[str, list[float]]) -> list[dict[str, float]]:
@@ -30,6 +30,7 @@ def _grid_protocol(family_param: str, train: dict, adapt: dict) -> Protocol:
     )
 
 
+@register_system()
 class LotkaVolterra(ODESystem):
     """dx/dt = alpha x - beta x y, dy/dt = delta x y - gamma y; families = values of delta."""
 
@@ -51,6 +52,7 @@ class LotkaVolterra(ODESystem):
         return _grid_protocol("delta", train, {"beta": [0.625, 1.125], "delta": [0.625, 1.125]})
 
 
+@register_system()
 class Glycolytic(ODESystem):
     """The 7-D glycolytic oscillator (Daniels & Nemenman); families = values of k1."""
 
@@ -91,6 +93,7 @@ class Glycolytic(ODESystem):
         return _grid_protocol("k1", train, {"k1": [85.0, 95.0], "K1": [0.625, 0.875]})
 
 
+@register_system()
 class Selkov(ODESystem):
     """dx/dt = -x + a y + x^2 y, dy/dt = b - a y - x^2 y; families = three regimes of b."""
 

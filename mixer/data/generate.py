@@ -7,14 +7,13 @@ to ``{"X": [E, N, T, d] float64, "t": [E, T] float64, "env_id": [E] int64}`` and
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
 from mixer.data.design import design_environments
 from mixer.data.integrate import integrate
 from mixer.data.systems import resolve_system
 from mixer.errors import ConfigError, GenerationError
+from mixer.registry import Registry
 
 # split -> role of the environments it holds
 SPLITS = {
@@ -36,24 +35,16 @@ SERIES_PARTS = {
 SUPPORT_FRACTION = 0.5  # default of the dataset key `support_fraction`
 MIN_PART_SAMPLES = 2
 
-GENERATORS: dict[str, Callable] = {}
-
-
-def register_generator(name: str):
-    def decorate(fn):
-        GENERATORS[name] = fn
-        return fn
-
-    return decorate
+# Dataset builders: spec -> (splits, environments, extra metadata). A user's own is named in
+# the config as ``package.module:function``.
+GENERATORS = Registry(
+    "generator", None, ("mixer.data.generate", "mixer.data.control_charts", "mixer.data.eeg")
+)
+register_generator = GENERATORS.register
 
 
 def generate(spec: dict) -> tuple[dict, list[dict], dict]:
-    kind = spec["generator"]
-    if kind not in GENERATORS:
-        raise ConfigError(
-            f"unknown generator '{kind}'. Valid generators: {', '.join(sorted(GENERATORS))}"
-        )
-    return GENERATORS[kind](spec)
+    return GENERATORS.get(spec["generator"])(spec)
 
 
 def split_stream(seed: int, split: str, env_id: int) -> np.random.Generator:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mixer.data.systems import ODESystem
+from mixer.data.systems import ODESystem, register_system
 
 
 def _box(corner_a, corner_b):
@@ -20,7 +20,7 @@ def _box(corner_a, corner_b):
     )
 
 
-class _OdeBench(ODESystem, register=False):
+class _OdeBench(ODESystem):
     state_dim = 2
     n_points = 20
     horizon_T = 0.0
@@ -38,6 +38,7 @@ class _OdeBench(ODESystem, register=False):
         raise NotImplementedError
 
 
+@register_system()
 class HarmonicOscillator(_OdeBench):
     name, odebench_id, horizon_T = "harmonic_oscillator", 24, 10.0
     reference = {"c0": 2.1}
@@ -47,6 +48,7 @@ class HarmonicOscillator(_OdeBench):
         return y1, -p["c0"] * y0
 
 
+@register_system()
 class DampedHarmonicOscillator(_OdeBench):
     name, odebench_id, horizon_T = "damped_harmonic_oscillator", 25, 8.0
     reference = {"c0": 4.5, "c1": 0.43}
@@ -56,6 +58,7 @@ class DampedHarmonicOscillator(_OdeBench):
         return y1, -p["c0"] * y0 - p["c1"] * y1
 
 
+@register_system()
 class Pendulum(_OdeBench):
     name, odebench_id, horizon_T = "pendulum", 28, 15.0
     reference = {"c0": 0.9}
@@ -65,6 +68,7 @@ class Pendulum(_OdeBench):
         return y1, -p["c0"] * np.sin(y0)
 
 
+@register_system()
 class DampedDoubleWell(_OdeBench):
     name, odebench_id, horizon_T = "damped_double_well", 32, 5.0
     reference = {"c0": 0.18}
@@ -74,6 +78,7 @@ class DampedDoubleWell(_OdeBench):
         return y1, -p["c0"] * y1 - y0**3 + y0
 
 
+@register_system()
 class BeadOnRotatingHoop(_OdeBench):
     name, odebench_id, horizon_T = "bead_on_rotating_hoop", 34, 20.0
     reference = {"c0": 0.93}
@@ -83,6 +88,7 @@ class BeadOnRotatingHoop(_OdeBench):
         return y1, (-p["c0"] + np.cos(y0)) * np.sin(y0)
 
 
+@register_system()
 class ShearFlow(_OdeBench):
     """Rotation of an object in shear flow; singular where tan(y1) = 0."""
 
@@ -104,6 +110,7 @@ class ShearFlow(_OdeBench):
         return finite & far
 
 
+@register_system()
 class VanDerPol(_OdeBench):
     name, odebench_id, horizon_T = "van_der_pol", 37, 15.0
     reference = {"c0": 0.43}
@@ -113,6 +120,7 @@ class VanDerPol(_OdeBench):
         return y1, -p["c0"] * y1 * (y0**2 - 1.0) - y0
 
 
+@register_system()
 class VanDerPolLienard(_OdeBench):
     name, odebench_id, horizon_T = "van_der_pol_lienard", 38, 15.0
     reference = {"c0": 3.37}
@@ -122,6 +130,7 @@ class VanDerPolLienard(_OdeBench):
         return p["c0"] * (-(y0**3) / 3.0 + y0 + y1), -y0 / p["c0"]
 
 
+@register_system()
 class GlycolysisSelkov2D(_OdeBench):
     """Sel'kov's law as in ODEBench: y1' = -c0 y1 + c1 - y0^2 y1.
 
@@ -138,6 +147,7 @@ class GlycolysisSelkov2D(_OdeBench):
         return p["c0"] * y1 + y02y1 - y0, -p["c0"] * y1 + p["c1"] - y02y1
 
 
+@register_system()
 class Duffing(_OdeBench):
     """Unforced, damped Duffing oscillator (the reference code repeats van der Pol here)."""
 

@@ -18,7 +18,7 @@ import numpy as np
 
 from mixer.data.generate import SPLITS
 from mixer.errors import DatasetError
-from mixer.fileio import atomic_write, atomic_write_text
+from mixer.records.atomic import atomic_write, atomic_write_text
 
 FORMAT_VERSION = 1
 ARRAYS = ("X", "t", "env_id")

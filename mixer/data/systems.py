@@ -3,20 +3,23 @@
 A system declares its law and its sampling protocol; generation (``generate.py``) and the
 environment design (``design.py``) do the rest. A user adds a family by subclassing
 :class:`ODESystem` in any importable module and naming it in the config as
-``"package.module:ClassName"``; built-in families register themselves by ``name``.
+``"package.module:ClassName"``; built-in families register themselves under their ``name``
+with ``@register_system()``.
 """
 
 from __future__ import annotations
 
-import importlib
 from typing import ClassVar
 
 import numpy as np
 
 from mixer.errors import ConfigError
-from mixer.plugins import import_class
+from mixer.registry import Registry
 
-SYSTEMS: dict[str, type[ODESystem]] = {}
+SYSTEMS = Registry(
+    "system", "mixer.data.systems:ODESystem", ("mixer.data.families", "mixer.data.odebench")
+)
+register_system = SYSTEMS.register
 
 
 class ODESystem:
@@ -47,11 +50,6 @@ class ODESystem:
     ic_high: ClassVar[tuple[float, ...]] = ()
     dt: ClassVar[float] = 0.0
     n_points: ClassVar[int] = 0
-
-    def __init_subclass__(cls, register: bool = True, **kwargs):
-        super().__init_subclass__(**kwargs)
-        if register and cls.name:
-            SYSTEMS[cls.name] = cls
 
     @property
     def horizon(self) -> float:
@@ -114,21 +112,6 @@ def nearest_family(value: float, family_values: list[float]) -> int:
 
 def resolve_system(name: str) -> ODESystem:
     """An instance of the registered system ``name`` or of ``"module:Class"``."""
-    if ":" in name:
-        cls = import_class(name, ODESystem, "system")
-    else:
-        _load_builtin_systems()
-        if name not in SYSTEMS:
-            raise ConfigError(
-                f"unknown system '{name}'. Valid names: {', '.join(sorted(SYSTEMS))}; "
-                "or 'package.module:ClassName' for your own ODESystem subclass."
-            )
-        cls = SYSTEMS[name]
+    cls = SYSTEMS.get(name)
     cls.check()
     return cls()
-
-
-def _load_builtin_systems() -> None:
-    # Importing the modules registers their classes.
-    importlib.import_module("mixer.data.families")
-    importlib.import_module("mixer.data.odebench")

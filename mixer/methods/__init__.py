@@ -4,7 +4,7 @@ Importing this package does not import torch (the workflow plans runs without it
 learner classes are imported on demand by :func:`learner_class`.
 """
 
-from mixer.methods.registry import (
+from mixer.methods.catalog import (
     METHODS,
     LearnerSpec,
     learner_class,
@@ -28,7 +28,7 @@ def __getattr__(name: str):
     # `from mixer.methods import Learner` for user learners: the ABC imports torch, so it is
     # loaded only when asked for.
     if name == "Learner":
-        from mixer.methods.base import Learner
+        from mixer.methods.learner import Learner
 
         return Learner
     raise AttributeError(f"module 'mixer.methods' has no attribute {name!r}")

@@ -5,16 +5,16 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from mixer.adaptation import per_env_mse
-from mixer.batch import EnvBatch
+from mixer.methods.catalog import register_method
 from mixer.methods.keys import CONTEXT_DIM
 from mixer.methods.mlp_field import MLPFieldLearner
-from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
-from mixer.models.rollout import FIXED_STEP_METHODS, TABLEAUS
-from mixer.models.sensitivity import sensitivity_rollout
+from mixer.models.integrate.sensitivity import sensitivity_rollout
+from mixer.models.integrate.solvers import FIXED_STEP_METHODS, evaluations
 from mixer.models.shared import shared_mlp_field
-from mixer.training import train_joint
+from mixer.training.adaptation import per_env_mse
+from mixer.training.batches import EnvBatch
+from mixer.training.loops import train_joint
 
 
 @register_method("cavia")
@@ -98,13 +98,13 @@ class CAVIALearner(MLPFieldLearner):
         return torch.einsum("entd,ekntd->ek", resid, jac) * (2 / (n_rows * n_times * dim))
 
     def fast_roll(self, phi: Tensor, batch: EnvBatch, jacobian: bool):
-        """:func:`~mixer.models.sensitivity.sensitivity_rollout` of ``batch``, counted in
+        """:func:`~mixer.models.integrate.sensitivity.sensitivity_rollout` of ``batch``, counted in
         ``nfe`` like :meth:`roll`."""
         method, substeps = self.solver["method"], self.solver["substeps"]
         out = sensitivity_rollout(
             self.model, phi, batch.x0, batch.t, self.cfg["activation"], jacobian, method, substeps
         )
-        self.nfe += (batch.t.shape[1] - 1) * substeps * len(TABLEAUS[method][1])
+        self.nfe += evaluations(method, batch.t.shape[1], substeps)
         return out
 
     def _inner_loop_autograd(self, support, steps, create_graph, first_order):

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mixer.adaptation import per_env_mse
+from mixer.methods.catalog import register_method
 from mixer.methods.context_model import ContextMixtureLearner
-from mixer.methods.registry import register_method
-from mixer.training import train_joint
+from mixer.training.adaptation import per_env_mse
+from mixer.training.loops import train_joint
 
 
 @register_method("coda")

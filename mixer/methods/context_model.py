@@ -11,11 +11,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from mixer.adaptation import fit_new_contexts
-from mixer.batch import EnvBatch
-from mixer.methods.base import Learner
 from mixer.methods.keys import CONTEXT, MLP
+from mixer.methods.learner import Learner
 from mixer.models import MixtureOfExperts, backbone_class, build_mixture
+from mixer.training.adaptation import fit_new_contexts
+from mixer.training.batches import EnvBatch
 
 
 class ContextMixtureLearner(Learner):

@@ -6,6 +6,8 @@ A learner class lists its keys in ``hyperparameters``: key -> {description, type
 
 from __future__ import annotations
 
+from mixer.models.activations import ACTIVATIONS
+
 MLP = {
     "width": {
         "description": "Hidden width of the MLPs (plrnn: the width of its ReLU layer).",
@@ -21,7 +23,7 @@ MLP = {
     },
     "activation": {
         "description": "Activation of the MLPs (plrnn always uses ReLU).",
-        "enum": ["silu", "tanh", "relu", "gelu", "softplus"],
+        "enum": list(ACTIVATIONS),
         "default": "silu",
     },
 }

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import torch
 
-from mixer import gating
-from mixer.adaptation import fit_new_contexts
-from mixer.batch import EnvBatch
+from mixer.methods.catalog import register_method
 from mixer.methods.context_model import ContextMixtureLearner
-from mixer.methods.registry import register_method
-from mixer.optim import is_expert_stacked, mark_expert_stacked
-from mixer.training import train_alternating
+from mixer.models import gating
+from mixer.training.adaptation import fit_new_contexts
+from mixer.training.batches import EnvBatch
+from mixer.training.loops import train_alternating
+from mixer.training.optim import is_expert_stacked, mark_expert_stacked
 
 # Config name -> (how the gate learns, which refit).
 GATE_POLICIES = {

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from mixer.batch import EnvBatch
-from mixer.methods.base import Learner
 from mixer.methods.keys import MLP
+from mixer.methods.learner import Learner
 from mixer.models import VectorField, rollout
-from mixer.models.base import StackedLayers, activation_fn, mlp_sizes
+from mixer.models.activations import activation_fn
+from mixer.models.expert import StackedLayers, mlp_sizes
+from mixer.training.batches import EnvBatch
 
 
 class MLPFieldLearner(Learner):

@@ -7,13 +7,14 @@ import torch
 from torch import Tensor
 from torch.func import jvp
 
+from mixer.methods.catalog import register_method
 from mixer.methods.context_model import ContextMixtureLearner
-from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
+from mixer.models.integrate.rollout import uniform_steps
+from mixer.models.integrate.solvers import FIXED_STEP_METHODS, evaluations
+from mixer.models.integrate.taylor import taylor_rollout
 from mixer.models.ncf import taylor_field
-from mixer.models.rollout import FIXED_STEP_METHODS, TABLEAUS, uniform_steps
-from mixer.models.taylor import taylor_rollout
-from mixer.training import train_alternating
+from mixer.training.loops import train_alternating
 
 
 @register_method("ncf")
@@ -77,11 +78,11 @@ class NCFLearner(ContextMixtureLearner):
     def taylor_rollout(self, pool_ctx: Tensor, delta: Tensor, sub, n_pool: int) -> Tensor:
         """The rollout of :meth:`taylor_field` from each environment's first states, one row
         per (environment, pool member), for a fixed-step solver: one autograd node whose
-        reverse pass is written by hand (mixer.models.taylor), counted in ``nfe``."""
+        reverse pass is written by hand (mixer.models.integrate.taylor), counted in ``nfe``."""
         first_bias, tangent = self.first_bias(pool_ctx, delta)
         method, substeps = self.solver["method"], self.solver["substeps"]
         n_times = sub.t.shape[1]
-        self.nfe += (n_times - 1) * substeps * len(TABLEAUS[method][1])
+        self.nfe += evaluations(method, n_times, substeps)
         steps = uniform_steps(sub.t).repeat_interleave(n_pool)  # sub.t's check is cached
         x0 = sub.x0.repeat_interleave(n_pool, dim=0)
         bank = self.model.experts

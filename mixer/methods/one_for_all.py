@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from mixer.adaptation import per_env_mse
+from mixer.methods.catalog import register_method
 from mixer.methods.mlp_field import MLPFieldLearner
-from mixer.methods.registry import register_method
 from mixer.models import VectorField, rollout
 from mixer.models.shared import shared_mlp_field
-from mixer.training import train_joint
+from mixer.training.adaptation import per_env_mse
+from mixer.training.loops import train_joint
 
 
 @register_method("one-for-all")

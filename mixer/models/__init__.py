@@ -1,28 +1,48 @@
-"""MixER models: expert banks (stacked over K), the top-1 mixture layer and batched rollouts."""
+"""MixER models: expert banks (stacked over K), the top-1 mixture layer, batched rollouts, and
+the layers a learner is built from.
 
-from mixer.models.base import ACTIVATIONS, Expert
-from mixer.models.coda import CoDAExpert
-from mixer.models.geps import GEPSExpert
-from mixer.models.moe import GATE_MODES, MixtureOfExperts, expert_context_dim
-from mixer.models.ncf import NCFExpert
-from mixer.models.plrnn import PLRNNExpert
-from mixer.models.registry import BACKBONES, backbone_class, build_mixture
-from mixer.models.rollout import VectorField, rollout, uniform_steps
+The names are loaded on first use (importing ``mixer.models`` alone does not import torch, so
+the torch-free layers can read ``mixer.models.integrate.solvers``)::
 
-__all__ = [
-    "ACTIVATIONS",
-    "BACKBONES",
-    "GATE_MODES",
-    "CoDAExpert",
-    "Expert",
-    "GEPSExpert",
-    "MixtureOfExperts",
-    "NCFExpert",
-    "PLRNNExpert",
-    "VectorField",
-    "backbone_class",
-    "build_mixture",
-    "expert_context_dim",
-    "rollout",
-    "uniform_steps",
-]
+    from mixer.models import Expert, StackedLayers, mlp_sizes, activation_fn, rollout
+"""
+
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "mixer.models.activations": ("ACTIVATIONS", "act_and_slope", "activation_fn"),
+    "mixer.models.backbones": ("BACKBONES", "backbone_class", "build_mixture", "register_backbone"),
+    "mixer.models.coda": ("CoDAExpert",),
+    "mixer.models.expert": (
+        "Expert",
+        "Layer",
+        "StackedLayers",
+        "apply_layers",
+        "as_generator",
+        "fan_in_uniform",
+        "mlp_sizes",
+    ),
+    "mixer.models.geps": ("GEPSExpert",),
+    "mixer.models.integrate.rollout": ("VectorField", "rollout", "uniform_steps"),
+    "mixer.models.integrate.solvers": ("SOLVERS",),
+    "mixer.models.moe": ("GATE_MODES", "MixtureOfExperts", "expert_context_dim"),
+    "mixer.models.ncf": ("NCFExpert",),
+    "mixer.models.plrnn": ("PLRNNExpert",),
+    "mixer.models.shared": ("shared_mlp_field",),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+__all__ = sorted(_MODULE_OF)
+
+
+def __getattr__(name: str):
+    if name not in _MODULE_OF:
+        raise AttributeError(f"module 'mixer.models' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

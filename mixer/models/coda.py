@@ -11,23 +11,25 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixer.models.base import (
+from mixer.models.expert import (
     Expert,
     Layer,
     fan_in_uniform,
     mlp_sizes,
+    register_backbone,
 )
 from mixer.models.grouped import Layer as RoutedLayer
 from mixer.models.grouped import (
     RoutedMLP,
     Routing,
-    field_function,
     pad_last,
     padded,
     per_env_layer,
 )
+from mixer.models.grouped_grads import field_function
 
 
+@register_backbone()
 class CoDAExpert(Expert):
     name = "coda"
     # Per-environment θ_e up to 2^20 numbers per layer (grouped.per_env_layer): the stacked

@@ -11,12 +11,13 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from mixer.models.base import (
+from mixer.models.expert import (
     Expert,
     Layer,
     StackedLayers,
     fan_in_uniform,
     mlp_sizes,
+    register_backbone,
 )
 from mixer.models.grouped import (
     Layer as RoutedLayer,
@@ -24,13 +25,14 @@ from mixer.models.grouped import (
 from mixer.models.grouped import (
     RoutedMLP,
     Routing,
-    field_function,
     pad_last,
     padded,
     per_env_layer,
 )
+from mixer.models.grouped_grads import field_function
 
 
+@register_backbone()
 class GEPSExpert(Expert):
     name = "geps"
     # Per-environment weights up to 2^18 numbers per layer (grouped.per_env_layer). Measured

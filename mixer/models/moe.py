@@ -28,10 +28,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixer.errors import ConfigError
-from mixer.gating import gate_logits
-from mixer.models.base import Expert, as_generator, fan_in_uniform
+from mixer.models.expert import Expert, as_generator, fan_in_uniform
+from mixer.models.gating import gate_logits
 from mixer.models.grouped import RoutedMLP
-from mixer.models.rollout import VectorField
+from mixer.models.integrate.rollout import VectorField
 
 GATE_MODES = ("refit", "gd", "frozen")
 

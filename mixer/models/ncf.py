@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from mixer.models.base import Expert, Layer, StackedLayers, act_and_slope, apply_layers
+from mixer.models.activations import act_and_slope
+from mixer.models.expert import Expert, Layer, StackedLayers, apply_layers, register_backbone
 
 
 @dataclass
@@ -22,6 +23,7 @@ class NCFWeights:
     rest: list[Layer]  # the main MLP's remaining layers
 
 
+@register_backbone()
 class NCFExpert(Expert):
     name = "ncf"
 

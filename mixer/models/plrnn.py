@@ -29,8 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mixer.errors import ConfigError
-from mixer.models.base import Expert, fan_in_uniform
-from mixer.models.rollout import FieldFn
+from mixer.models.expert import Expert, fan_in_uniform, register_backbone
+from mixer.models.integrate.rollout import FieldFn
 
 
 class PLRNNWeights:
@@ -46,6 +46,7 @@ class PLRNNWeights:
         self.w1_t, self.w2_t = w1.transpose(1, 2), w2.transpose(1, 2)
 
 
+@register_backbone()
 class PLRNNExpert(Expert):
     name = "plrnn"
     discrete_time = True

@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mixer.models.base import Expert
 from mixer.models.coda import CoDAExpert
+from mixer.models.expert import Expert
 from mixer.models.geps import GEPSExpert
 from mixer.models.ncf import NCFExpert
 from mixer.models.plrnn import PLRNNExpert

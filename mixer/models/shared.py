@@ -5,7 +5,7 @@ all rows, so every layer is ONE matrix product over all E·N rows (not a batch o
 the weights, whose backward formed a per-environment weight gradient), and φ's part of the
 first layer becomes a per-environment bias, computed once per rollout. Plain differentiable
 operations: CAVIA's second-order meta-gradient goes through them with an adaptive solver; with a
-fixed-step one CAVIA trains on :mod:`mixer.models.sensitivity` instead.
+fixed-step one CAVIA trains on :mod:`mixer.models.integrate.sensitivity` instead.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from mixer.models.base import StackedLayers
+from mixer.models.expert import StackedLayers
 
 
 def shared_mlp_field(

@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.adaptation import per_env_mse
-from mixer.batch import EnvBatch
-from mixer.cells import resolve_cell
-from mixer.evaluate import evaluate_cell
+from mixer.config import resolve_cell
 from mixer.methods import learner_class
 from mixer.models import rollout
-from mixer.train import train_cell
+from mixer.stages.evaluate import evaluate_cell
+from mixer.stages.train import train_cell
+from mixer.training.adaptation import per_env_mse
+from mixer.training.batches import EnvBatch
 from tests.helpers import cpu_batch, validated_copy
 
 BASELINES = ("one-for-all", "coda", "cavia", "ncf")
@@ -315,7 +315,7 @@ def test_coda_steps_theta_hyper_and_contexts_together(config, lv):
 
 
 def test_joint_loop_raises_diverged(config, lv):
-    from mixer.training import Diverged
+    from mixer.training.bookkeeping import Diverged
 
     train = cpu_batch(lv, "train", trajectories=2)
     learner = _learner(config, "one-for-all", train.n_envs)

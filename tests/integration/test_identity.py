@@ -8,13 +8,13 @@ import json
 import pytest
 import torch
 
-from mixer.cells import resolve_cell
-from mixer.checkpoint import Checkpoint
 from mixer.cli import main as mixer
+from mixer.config import resolve_cell
 from mixer.data import generate, save_dataset
 from mixer.errors import ConfigError, MixerError
-from mixer.identity import IdentityError
-from mixer.train import train_cell
+from mixer.records.identity import IdentityError
+from mixer.stages.train import train_cell
+from mixer.training.checkpoints import Checkpoint
 from tests.helpers import make_spec, validated_copy
 
 CONFIG = {

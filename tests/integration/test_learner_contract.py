@@ -1,36 +1,21 @@
 """Every registered learner (and the README's example) meets the Learner contract on a tiny
-Lotka-Volterra task. The list comes from the registry: a new learner is tested as it lands."""
+Lotka-Volterra task (:mod:`mixer.stages.contract`, which `mixer test-learner` runs on a user's
+class). The list comes from the registry: a new learner is tested as it lands."""
 
 from __future__ import annotations
 
-import json
+import os
+import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import torch
 
-from mixer.cells import resolve_cell
-from mixer.evaluate import evaluate_cell
-from mixer.methods import learner_class, learner_names, learner_spec
-from mixer.train import train_cell
-from tests.helpers import cpu_batch, validated_copy
+from mixer.methods import learner_names, learner_spec
+from mixer.stages.contract import check_cell, check_learner
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 EXAMPLE = "meanfield:MeanField"
-# Small settings, applied to the keys a learner declares (the others keep their defaults).
-SMALL = {
-    "width": 16,
-    "depth": 1,
-    "context_dim": 3,
-    "n_experts": 3,
-    "split_context": False,
-    "gate_every": 3,
-    "cavia_inner_lr": 0.1,
-    "cavia_inner_steps_test": 5,
-    "latent_dim": 4,
-}
 
 
 def cases() -> list:
@@ -50,64 +35,51 @@ def example_importable():
     sys.path.remove(str(EXAMPLES))
 
 
-def tiny_config(learner: str, backbone: str | None) -> dict:
-    declared = learner_spec(learner).keys(backbone)
-    entry = {"learner": learner, **{k: v for k, v in SMALL.items() if k in declared}}
-    if backbone is not None:
-        entry["backbone"] = backbone
-    config = {
-        "training": {"outer_steps": 3, "n_ctx": 3, "n_model": 3, "lr_ctx": 1e-2, "lr_model": 3e-3},
-        "adaptation": {"steps": 10},
-        "methods": {"m": entry},
-        "device": "cpu",
-    }
-    return validated_copy(config)
-
-
-def _mse(pred, batch) -> float:
-    return float((pred - batch.X).square().mean())
-
-
 @pytest.mark.parametrize(("learner", "backbone"), cases())
-def test_contract(learner, backbone, lv):
-    cfg = resolve_cell(tiny_config(learner, backbone), "lv", "default", "m", 0)
-    train = cpu_batch(lv, "train", trajectories=2)
-    model = learner_class(learner)(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
-    torch.manual_seed(0)
-    before = model.loss(train).item()
-    log = model.fit(train)
-    assert len(log.rows) == 3 and model.loss(train).item() < before
-    contexts = model.contexts()
-    assert contexts.shape[0] == train.n_envs
-    pred = model.predict(train)
-    assert pred.shape == train.X.shape and torch.isfinite(pred).all()
-    routing = model.routing()
-    assert routing is None or (routing.shape == (train.n_envs,) and int(routing.max()) < 3)
-
-    support = cpu_batch(lv, "adapt_support")
-    adapted = model.adapt(support)
-    assert adapted.shape == (support.n_envs, contexts.shape[1])
-    if contexts.shape[1]:  # adapting must beat the zero context on the support data
-        zero = torch.zeros_like(adapted)
-        assert _mse(model.predict(support, adapted), support) < _mse(
-            model.predict(support, zero), support
-        )
-
-    # A restored learner predicts exactly what the trained one does.
-    copy = learner_class(learner)(cfg, 2, train.n_envs, torch.device("cpu"), seed=1)
-    copy.load_state_dict(model.state_dict())
-    assert torch.equal(copy.predict(train), model.predict(train))
+def test_contract(learner, backbone, lotka_volterra):
+    check_learner(learner, backbone, lotka_volterra[0])
 
 
 @pytest.mark.parametrize("learner", [*learner_names(), EXAMPLE])
 def test_train_and_evaluate_cell_writes_metrics(learner, tmp_path, lotka_volterra):
-    config = tiny_config(learner, None)
-    config["training"]["outer_steps"] = 2
-    cell = resolve_cell(config, "lv", "default", "m", 0)
-    state = train_cell(cell, lotka_volterra[0], tmp_path)
-    assert state["status"] == "ok"
-    metrics = evaluate_cell(tmp_path / "model.pt", lotka_volterra[0], tmp_path / "metrics.json")
-    assert metrics["learner"] == learner and metrics["method"] == "m"
-    assert np.isfinite(metrics["mse_id"]) and np.isfinite(metrics["mse_ood"])
-    written = json.loads((tmp_path / "metrics.json").read_text())
-    assert len(written["contexts"]) == len(written["per_env"]["id"]["env_id"])
+    check_cell(learner, lotka_volterra[0], tmp_path)
+
+
+def test_a_broken_learner_fails_the_contract(tmp_path, lotka_volterra):
+    """`mixer test-learner` on a learner whose training does nothing: FAIL, exit status 1."""
+    (tmp_path / "lazy.py").write_text(
+        "from meanfield import MeanField\n\n"
+        "class Lazy(MeanField):\n"
+        "    def fit(self, batch, *args, **kwargs):\n"
+        "        log = super().fit(batch, *args, **kwargs)\n"
+        "        self.load_state_dict(type(self)(self.cfg, 2, batch.n_envs, self.device, 0)"
+        ".state_dict())\n"
+        "        return log\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(EXAMPLES)])}
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mixer.cli",
+            "test-learner",
+            "lazy:Lazy",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert "FAIL contract: ContractError: 3 outer steps did not lower the loss" in run.stdout
+    assert "PASS train + evaluate a cell" in run.stdout
+    good = subprocess.run(
+        [sys.executable, "-m", "mixer.cli", "test-learner", EXAMPLE, "--workdir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert good.returncode == 0 and good.stdout.count("PASS") == 2, good.stdout + good.stderr

@@ -8,12 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.cells import resolve_cell, resolve_method
-from mixer.config import validate_config
+from mixer.config import resolve_cell, resolve_method, validate_config
 from mixer.errors import ConfigError
-from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class
-from mixer.train import train_cell
+from mixer.stages.evaluate import evaluate_cell
+from mixer.stages.train import train_cell
 from tests.helpers import cpu_batch, validated_copy
 
 TINY = {
@@ -130,7 +129,9 @@ def test_bad_method_configs_are_rejected(config, lv):
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["learner"] = "mixr"
     bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
-    with pytest.raises(ConfigError, match=r"unknown learner 'mixr'\. Valid learners: .*moe-gd"):
+    with pytest.raises(
+        ConfigError, match=r"unknown learner 'mixr'\. Valid names: .*moe-gd.*--write-catalog"
+    ):
         validate_config(bad)
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["context_dim"] = 5
@@ -142,7 +143,7 @@ def test_bad_method_configs_are_rejected(config, lv):
     with pytest.raises(ConfigError, match="K=10 experts but only 9 training environments"):
         learner_class("mixer")(cfg, 2, 9, torch.device("cpu"), seed=0)
     with pytest.raises(
-        ConfigError, match="unknown backbone 'resnet'; valid names: ncf, coda, geps"
+        ConfigError, match=r"unknown backbone 'resnet'\. Valid names: ncf, coda, geps, plrnn"
     ):
         from mixer.models import backbone_class
 

@@ -8,14 +8,13 @@ import json
 import pytest
 import torch
 
-from mixer.batch import make_batch
-from mixer.cells import resolve_cell
-from mixer.config import validate_config
+from mixer.config import resolve_cell, validate_config
 from mixer.data import load_dataset
 from mixer.errors import ConfigError
-from mixer.evaluate import evaluate_cell
 from mixer.methods import learner_class
-from mixer.train import train_cell
+from mixer.stages.evaluate import evaluate_cell
+from mixer.stages.train import train_cell
+from mixer.training.batches import make_batch
 from tests.helpers import validated_copy
 
 PLRNN = {"backbone": "plrnn", "width": 8, "latent_dim": 4, "context_dim": 3, "tf_alpha": 0.3}

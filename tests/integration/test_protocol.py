@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.cells import resolve_cell
+from mixer.config import resolve_cell
 from mixer.data import load_dataset
 from mixer.errors import DatasetError
-from mixer.evaluate import load_model
-from mixer.train import build_learner, train_cell
+from mixer.stages.evaluate import load_model
+from mixer.stages.train import build_learner, train_cell
 from tests.helpers import cpu_batch, validated_copy
 
 CONFIG = {
@@ -77,7 +77,7 @@ def test_dense_moe_steps_every_expert_that_gets_a_gradient(lv):
 
 
 def test_coda_clips_the_gradient_norm_like_its_code(lv, monkeypatch):
-    import mixer.training
+    import mixer.training.loops
 
     seen = []
     original = torch.nn.utils.clip_grad_norm_
@@ -97,7 +97,7 @@ def test_coda_clips_the_gradient_norm_like_its_code(lv, monkeypatch):
         )
         return None
 
-    monkeypatch.setattr(mixer.training.torch.nn.utils, "clip_grad_norm_", spy)
+    monkeypatch.setattr(mixer.training.loops.torch.nn.utils, "clip_grad_norm_", spy)
     config = validated_copy({**CONFIG, "methods": {"c": {"learner": "coda", "width": 8}}})
     cell = resolve_cell(config, "lv", "default", "c", 0)
     learner, train = build_learner(cell, lv, torch.device("cpu"), 0)
@@ -109,8 +109,8 @@ def test_coda_clips_the_gradient_norm_like_its_code(lv, monkeypatch):
 def test_adaptation_weighs_the_context_penalty_as_training_does():
     """Rows' MSE averaged (as in training): the optimum of mean_r (ξ_r - 1)² + λ Σ_r ξ_r² is
     ξ = 1 / (1 + R λ); summing the MSE would give 1 / (1 + λ)."""
-    from mixer.adaptation import fit_new_contexts
-    from mixer.batch import EnvBatch
+    from mixer.training.adaptation import fit_new_contexts
+    from mixer.training.batches import EnvBatch
 
     rows, lam = 4, 0.25
     support = EnvBatch(torch.ones(rows, 1, 1, 1), torch.zeros(rows, 1), np.arange(rows),

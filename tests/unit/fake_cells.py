@@ -11,7 +11,7 @@ import json
 
 import numpy as np
 
-from mixer.identity import file_sha256
+from mixer.records.identity import file_sha256
 
 # rel_mse_id, rel_mse_ood, routing_purity, svm_context_accuracy of the ok cells, by method/seed.
 OK = {

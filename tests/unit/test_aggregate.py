@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from mixer.aggregate import cell_identity, write_tables
 from mixer.errors import MixerError
-from mixer.summary import higher_is_better
+from mixer.report.aggregate import cell_identity, write_tables
+from mixer.report.summary import higher_is_better
 from tests.unit.fake_cells import write_cells, write_seed_cells
 
 

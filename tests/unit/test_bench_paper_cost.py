@@ -1,7 +1,7 @@
 """The pure parts of benchmarks/bench_paper_cost.py: cost classes, budgets and hours.
 
 A small config, not config/paper.yaml: validating the paper's grid takes minutes on a busy
-2-core machine (mixer.config.schema() parses the schema once per call, ~600 times there).
+2-core machine (mixer.config.validate.schema() parses the schema once per call, ~600 times there).
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from mixer.cells import resolve_cell
-from mixer.config import validate_config
+from mixer.config import resolve_cell, validate_config
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_paper_cost.py"
 GOT = {"s_outer": 2.0, "s_adapt": 0.1, "ops_outer": 1000, "ops_adapt": 100}

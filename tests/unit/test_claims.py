@@ -8,19 +8,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixer.claims import (
+from mixer.cli import main
+from mixer.config import validate_claims_spec
+from mixer.errors import ConfigError
+from mixer.report.claims import (
     NOT_RUN,
     NOT_SEPARABLE,
     NOT_SUPPORTED,
     SUPPORTED,
     judge_claims,
-    read_runs,
-    write_claims,
 )
-from mixer.cli import main
-from mixer.config import validate_claims_spec
-from mixer.errors import ConfigError
-from mixer.summary import t_interval
+from mixer.report.claims_files import read_runs, write_claims
+from mixer.report.summary import t_interval
 
 # The best meta-learner's errors over five seeds and MixER's at twice their mean, each seed
 # within 1.9x-2.1x of the meta-learner's: separated on the paired log10 difference.

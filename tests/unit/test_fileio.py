@@ -1,4 +1,4 @@
-"""Atomic writes (mixer.fileio): all or nothing, never a temporary file left behind."""
+"""Atomic writes (mixer.records.atomic): all or nothing, never a temporary file left behind."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from mixer.fileio import atomic_write, atomic_write_json, atomic_write_text
+from mixer.records.atomic import atomic_write, atomic_write_json, atomic_write_text
 
 
 def test_writes_and_creates_the_folder(tmp_path):

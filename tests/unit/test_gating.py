@@ -1,4 +1,4 @@
-"""Unit tests of the MixER gate refit (mixer/gating.py)."""
+"""Unit tests of the MixER gate refit (mixer/models/gating.py)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from mixer.errors import ConfigError
-from mixer.gating import (
+from mixer.models.gating import (
     _kmeans_pp,
     assign_clusters,
     check_refit_feasible,

@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.batch import EnvBatch
-from mixer.cells import resolve_method
-from mixer.config import validate_config
+from mixer.config import resolve_method, validate_config
 from mixer.methods import learner_class
-from mixer.training import add_proximal_
+from mixer.training.batches import EnvBatch
+from mixer.training.loops import add_proximal_
 
 torch.set_num_threads(1)
 
@@ -45,7 +44,7 @@ def inner_step(learner, batch, params, opt, anchors):
 
 @pytest.mark.parametrize("backbone", ["geps", "coda"])
 def test_inner_step_makes_no_tensor_without_a_device(backbone, layer_form):
-    from mixer.optim import make_optimizer
+    from mixer.training.optim import make_optimizer
 
     learner, batch = make_learner(backbone), make_batch()
     learner.model.set_gate(torch.randn(5, 2, generator=torch.Generator().manual_seed(1)))
@@ -81,7 +80,7 @@ def host_syncs(monkeypatch):
 def test_inner_steps_do_not_synchronise_with_the_host_and_keep_their_shapes(
     backbone, host_syncs, layer_form
 ):
-    from mixer.optim import make_optimizer
+    from mixer.training.optim import make_optimizer
 
     learner, batch = make_learner(backbone), make_batch()
     learner.model.set_gate(torch.randn(5, 2, generator=torch.Generator().manual_seed(1)))
@@ -110,7 +109,7 @@ def test_training_loop_synchronises_once_per_outer_step_outside_refits(host_sync
     learner.cfg["gate_every"] = 10**6  # no refit inside this run
     learner.cfg["training"].update(outer_steps=2, n_ctx=3, n_model=3, checkpoint_every=0)
     learner._train = batch
-    from mixer.training import train_alternating
+    from mixer.training.loops import train_alternating
 
     host_syncs.clear()
     train_alternating(learner, batch, learner.cfg["training"])

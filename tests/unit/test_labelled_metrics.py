@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixer import metrics
+from mixer.stages import metrics
 
 
 def blobs(n_per_class, centres, seed, spread=0.1):

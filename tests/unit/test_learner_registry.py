@@ -11,10 +11,9 @@ import textwrap
 
 import pytest
 
-from mixer.cells import experiment_cells, resolve_cell, validate_cell
-from mixer.config import validate_config
+from mixer.config import experiment_cells, resolve_cell, validate_cell, validate_config
 from mixer.errors import ConfigError
-from mixer.methods.registry import build_catalog, learner_spec, load_catalog
+from mixer.methods.catalog import build_catalog, learner_spec, load_catalog
 
 BASE = {
     "methods": {
@@ -39,9 +38,48 @@ def test_catalog_is_what_the_classes_declare():
 def test_backbone_enum_comes_from_the_backbone_registry():
     from mixer.models import BACKBONES
 
-    assert learner_spec("mixer").keys()["backbone"]["enum"] == list(BACKBONES)
+    # A mixture runs any backbone: a built-in name, or a user's Expert as module:Class.
+    assert learner_spec("mixer").keys()["backbone"]["anyOf"][0]["enum"] == list(BACKBONES)
     assert learner_spec("coda").keys()["backbone"]["enum"] == ["coda", "plrnn"]
     assert "backbone" not in learner_spec("ncf").keys()
+
+
+def test_every_registry_takes_a_name_or_module_path(tmp_path, monkeypatch):
+    """Learners, backbones, systems and generators: one style, one message."""
+    from mixer.data.generate import GENERATORS
+    from mixer.data.systems import SYSTEMS
+    from mixer.methods.catalog import LEARNERS
+    from mixer.models import BACKBONES, GEPSExpert
+
+    (tmp_path / "mine.py").write_text(
+        textwrap.dedent(
+            """
+            from mixer.models import GEPSExpert
+
+            class Wide(GEPSExpert):
+                hyperparameters = {**GEPSExpert.hyperparameters, "spread": {"type": "number"}}
+
+            def ramp(spec):
+                return "ramp"
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert BACKBONES.get("geps") is GEPSExpert and issubclass(
+        BACKBONES.get("mine:Wide"), GEPSExpert
+    )
+    assert GENERATORS.get("mine:ramp")({}) == "ramp"
+    assert SYSTEMS.get("lotka_volterra").name == "lotka_volterra"
+    for registry, kind in ((LEARNERS, "learner"), (BACKBONES, "backbone"), (SYSTEMS, "system")):
+        with pytest.raises(ConfigError, match=rf"unknown {kind} 'nope'\. Valid names: .*; or 'pa"):
+            registry.get("nope")
+        with pytest.raises(ConfigError, match=rf"{kind} 'mine:ramp': 'ramp' is not a"):
+            registry.get("mine:ramp")
+    # A user backbone in a config: its own keys are accepted, a learner with fixed ones refuses.
+    cfg = config(w={"learner": "mixer", "backbone": "mine:Wide", "spread": 0.5})
+    assert cfg["methods"]["w"]["spread"] == 0.5
+    with pytest.raises(ConfigError, match=r"does not run backbone 'mine:Wide'.*--write-catalog"):
+        config(c={"learner": "coda", "backbone": "mine:Wide"})
 
 
 def test_undeclared_key_is_rejected_with_the_learners_keys():
@@ -116,7 +154,7 @@ def test_resolving_every_cell_of_the_default_config_imports_no_torch():
         """
         import sys
         sys.modules["torch"] = None  # any `import torch` now raises ImportError
-        from mixer.cells import resolve_cell
+        from mixer.config import resolve_cell
         from mixer.config import load_config
         cfg = load_config("config/config.yaml")
         n = 0

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from mixer.errors import ConfigError
-from mixer.literature import read_anchors, verdict, write_literature
+from mixer.report.literature import read_anchors, verdict, write_literature
 
 REPO = Path(__file__).resolve().parents[2]
 NAN = math.nan
@@ -168,7 +168,7 @@ def test_malformed_anchors_file_is_named(tmp_path, text, message):
 
 def test_the_shipped_anchors_are_the_authors_figures():
     from mixer.config import load_config
-    from mixer.methods.registry import learner_names
+    from mixer.methods.catalog import learner_names
 
     anchors = read_anchors(REPO / "config" / "literature.csv")
     figures = {(a.dataset, a.learner, a.metric): (a.low, a.high) for a in anchors.itertuples()}

@@ -340,7 +340,10 @@ def test_rollout_rejects_non_uniform_grids_and_unknown_solvers():
 
 
 def test_unknown_backbone_lists_valid_names():
-    with pytest.raises(ConfigError, match="unknown backbone 'mlp'; valid names: ncf, coda, geps"):
+    with pytest.raises(
+        ConfigError,
+        match=r"unknown backbone 'mlp'\. Valid names: ncf, coda, geps, plrnn; or 'package",
+    ):
         backbone_class("mlp")
 
 

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from mixer.metrics import routing_purity, routing_scores, routing_settled_step
-from mixer.optim import MaskedAdaptive, mark_expert_stacked, step_schedule_factor
+from mixer.stages.metrics import routing_purity, routing_scores, routing_settled_step
+from mixer.training.optim import MaskedAdaptive, mark_expert_stacked, step_schedule_factor
 
 
 def test_adabelief_first_steps_follow_the_formula():
@@ -83,7 +83,7 @@ def test_state_dict_round_trip_resumes_identically():
 def test_building_an_optimiser_does_not_import_torch_dynamo():
     """torch.optim.Optimizer imports torch._dynamo (seconds) when built; every job would pay it."""
     code = (
-        "import sys, torch; from mixer.optim import make_optimizer;"
+        "import sys, torch; from mixer.training.optim import make_optimizer;"
         "p = torch.nn.Parameter(torch.zeros(2)); opt = make_optimizer('adabelief', [p], 0.1);"
         "p.grad = torch.ones(2); opt.step(); opt.zero_grad();"
         "opt.load_state_dict(opt.state_dict());"
@@ -136,7 +136,7 @@ def test_routing_settled_step():
 def test_progress_lines_every_tenth_of_the_run_and_a_bar_on_a_terminal():
     import io
 
-    from mixer.progress import report, reporting
+    from mixer.training.progress import report, reporting
 
     rows = [{"outer_step": k, "loss": 1.0 / k, "seconds": 0.5 * k} for k in range(1, 21)]
     plain = io.StringIO()

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from mixer.cells import experiment_cells, resolve_cell
-from mixer.config import load_config
+from mixer.config import experiment_cells, load_config, resolve_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,4 @@
-"""The figures (mixer.plots) on hand-made cells: read from runs.csv and metrics.json only."""
+"""The figures (mixer.report.plots) on hand-made cells: read from runs.csv and metrics.json only."""
 
 from __future__ import annotations
 
@@ -11,10 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mixer.aggregate import write_tables
 from mixer.errors import ConfigError
-from mixer.plots import FIGURES, gate_matrix, make_figures, routing_trace_frame
-from mixer.plots.cells import cell_contexts, clear_caches, family_labels, read_runs
+from mixer.report.aggregate import write_tables
+from mixer.report.plots import FIGURES, gate_matrix, make_figures, routing_trace_frame
+from mixer.report.plots.frames import cell_contexts, clear_caches, family_labels, read_runs
 from tests.unit.fake_cells import FAMILY, write_cells
 
 
@@ -79,7 +79,7 @@ def test_without_gate_or_contexts(runs_csv):
 def test_no_model_file_is_read(runs_csv):
     """Importing and drawing the figures never imports torch (no model.pt is read)."""
     code = (
-        "import sys; from mixer.plots import make_figures; "
+        "import sys; from mixer.report.plots import make_figures; "
         f"make_figures({str(runs_csv)!r}, {str(runs_csv.parent / 'figs')!r}, strict=True); "
         "assert 'torch' not in sys.modules, 'torch was imported'"
     )

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mixer.errors import ConfigError
-from mixer.methods.base import teacher_forcing_alpha
+from mixer.methods.learner import teacher_forcing_alpha
 from mixer.models import PLRNNExpert, build_mixture
 from mixer.models.reference import per_env_reference, plrnn_env_trajectory
 

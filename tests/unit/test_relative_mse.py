@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mixer.metrics import mean_and_median, per_env_relative_mse
+from mixer.stages.metrics import mean_and_median, per_env_relative_mse
 
 
 def envs(*per_env):

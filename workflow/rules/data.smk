@@ -34,7 +34,7 @@ rule generate_dataset:
     threads: 1
     params:
         spec=dataset_spec,
-        code=source_hash("data"),
+        code=code("generate_dataset"),
     message:
         "Generating dataset {wildcards.dataset}"
     shell:

@@ -19,7 +19,7 @@ rule evaluate:
         mem_mb=4000,
         runtime=60,
     params:
-        code=source_hash(),
+        code=code("evaluate"),
     message:
         "Evaluating {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
     shell:

@@ -23,7 +23,7 @@ rule aggregate:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py", "summary.py", "fileio.py"),
+        code=code("aggregate"),
         reference=config["reference_method"],
     message:
         "Aggregating every expected cell into tables"
@@ -50,7 +50,7 @@ rule literature:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("literature.py", "fileio.py"),
+        code=code("literature"),
     message:
         "Setting the baselines against their authors' logged figures"
     shell:
@@ -117,7 +117,7 @@ rule plots:
         "../envs/mixer.yaml"
     threads: 1
     params:
-        code=source_hash("aggregate.py", "summary.py", "plots", "fileio.py"),
+        code=code("plots"),
     message:
         "Drawing the figures"
     shell:
@@ -144,7 +144,7 @@ rule claims:
     threads: 1
     params:
         claims=shlex.quote(json.dumps(config["claims"], sort_keys=True)),
-        code=source_hash("claims.py", "summary.py", "fileio.py"),
+        code=code("claims"),
     message:
         "Judging the paper's claims from the runs"
     shell:

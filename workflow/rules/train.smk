@@ -25,7 +25,7 @@ rule train:
         gpu=config["gpus_per_training_job"],
     params:
         spec=cell_spec,
-        code=source_hash(),
+        code=code("train"),
     message:
         "Training {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
         " [gpu={resources.gpu}, mem_mb={resources.mem_mb}, runtime={resources.runtime} min]"

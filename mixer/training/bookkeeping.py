@@ -1,0 +1,141 @@
+"""Resume, logging and checkpoints of an outer-step training loop, public for custom loops.
+
+:class:`RunState` is what :func:`~mixer.training.loops.train_alternating` and
+:func:`~mixer.training.loops.train_joint` use; a learner with its own loop gets the same
+resume-from-checkpoint, one log row (and NaN check) per outer step, progress lines and
+periodic checkpoints with::
+
+    run = RunState(learner, cfg, {"opt": opt}, checkpoint)  # resumes when it is this run's
+    for outer in run.outer_steps():
+        losses = [...]                                    # the inner steps, loss.detach()
+        run.log.inner_steps += n_inner
+        run.end_outer_step(outer, losses, opt)            # may raise Diverged
+    return run.log
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+
+from mixer.records.atomic import atomic_write
+from mixer.training.checkpoints import as_checkpoint
+from mixer.training.progress import report
+
+
+class Diverged(Exception):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainLog:
+    rows: list[dict] = field(default_factory=list)
+    routing: list[list[int]] = field(default_factory=list)
+    seconds: float = 0.0
+    inner_steps: int = 0
+
+    def write_csv(self, path: Path) -> None:
+        if not self.rows:
+            return
+
+        def write(tmp: Path) -> None:
+            with open(tmp, "w", newline="") as handle:
+                writer = csv.DictWriter(handle, fieldnames=list(self.rows[0]))
+                writer.writeheader()
+                writer.writerows(self.rows)
+
+        atomic_write(path, write)
+
+
+class RunState:
+    """One run of a loop: its log, where it starts (a resumed run: after its checkpoint), and
+    the bookkeeping at the end of each outer step.
+
+    Args:
+        learner: has ``state_dict()``/``load_state_dict()``, a ``generator``, ``log_extras()``
+            and, optionally, a ``device``.
+        cfg: the ``training`` block (``outer_steps``, ``checkpoint_every``).
+        optimizers: name -> optimiser, saved in and restored from the checkpoint.
+        checkpoint: a :class:`~mixer.training.checkpoints.Checkpoint`, a path, or None.
+    """
+
+    def __init__(self, learner, cfg: dict, optimizers: dict, checkpoint=None):
+        self.learner, self.cfg, self.optimizers = learner, cfg, optimizers
+        self.checkpoint = checkpoint
+        self.log, self.start = resume(checkpoint, learner, optimizers)
+        self.n_outer = cfg["outer_steps"]
+        self._began = 0.0
+
+    def outer_steps(self):
+        """The outer steps still to run, each timed from when it is handed out."""
+        for outer in range(self.start, self.n_outer):
+            self._began = time.perf_counter()
+            yield outer
+
+    def end_outer_step(self, outer: int, losses: list, opt, routing=None) -> None:
+        """Log row (mean loss, ``opt``'s first learning rate), NaN check, then a checkpoint
+        every ``checkpoint_every`` outer steps."""
+        end_outer_step(
+            self.log, outer, losses, self._began, opt, self.learner, routing, self.n_outer
+        )
+        maybe_checkpoint(
+            self.checkpoint, self.cfg, outer, self.n_outer, self.learner, self.optimizers, self.log
+        )
+
+
+def resume(checkpoint, learner, optimizers: dict) -> tuple[TrainLog, int]:
+    """(log, first outer step): a fresh start, or the state of ``checkpoint`` when it holds
+    this run's own (see :class:`mixer.training.checkpoints.Checkpoint`)."""
+    checkpoint = as_checkpoint(checkpoint)
+    state = None if checkpoint is None else checkpoint.load(getattr(learner, "device", None))
+    if state is None:
+        return TrainLog(), 0
+    learner.load_state_dict(state["learner"])
+    for key, opt in optimizers.items():
+        opt.load_state_dict(state[key])
+    learner.generator.set_state(state["generator"].cpu())
+    start = state["outer_step"]
+    print(f"resumed from {checkpoint.path} at outer step {start}", file=sys.stderr, flush=True)
+    return TrainLog(**state["log"]), start
+
+
+def end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing, n_outer) -> None:
+    """The one host synchronisation of an outer step: mean loss, NaN check, log row."""
+    mean_loss = torch.stack(losses).mean().item()
+    log.seconds += time.perf_counter() - began
+    if not math.isfinite(mean_loss):
+        raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
+    log.routing.append(routing.tolist() if routing is not None else [])
+    log.rows.append(
+        {
+            "outer_step": outer + 1,
+            "inner_steps": log.inner_steps,
+            "loss": mean_loss,
+            "lr_model": opt.param_groups[0]["lr"],
+            "seconds": round(log.seconds, 4),
+            **learner.log_extras(),
+        }
+    )
+    report(log.rows[-1], n_outer)
+
+
+def maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:
+    """Every ``checkpoint_every`` outer steps (not after the last): write, then rename."""
+    every = cfg.get("checkpoint_every") or 0
+    if checkpoint is None or not every or (outer + 1) % every or outer + 1 >= n_outer:
+        return
+    as_checkpoint(checkpoint).save(
+        {
+            "learner": learner.state_dict(),
+            **{key: opt.state_dict() for key, opt in optimizers.items()},
+            "log": asdict(log),  # plain values: read back with weights_only=True
+            "outer_step": outer + 1,
+            "generator": learner.generator.get_state(),
+        }
+    )
