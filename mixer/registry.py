@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from mixer.errors import ConfigError
 
@@ -128,3 +129,22 @@ def import_class(target: str, base: type | None, kind: str):
             f"'{module_name}'. Fix: subclass {base.__module__.rsplit('.', 1)[0]}.{base.__name__}."
         )
     return entry
+
+
+def lazy_exports(package: str, namespace: dict[str, Any], exports: dict[str, tuple[str, ...]]):
+    """``__all__``, ``__getattr__`` and ``__dir__`` for a package whose names are loaded on
+    first use (PEP 562): ``exports`` maps module -> the names it gives; ``namespace`` is the
+    package's ``globals()``, where each loaded name is then kept."""
+    module_of = {name: module for module, names in exports.items() for name in names}
+
+    def __getattr__(name: str):
+        if name not in module_of:
+            raise AttributeError(f"module '{package}' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module_of[name]), name)
+        namespace[name] = value
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted({*namespace, *module_of})
+
+    return sorted(module_of), __getattr__, __dir__

@@ -9,7 +9,7 @@ the torch-free layers can read ``mixer.models.integrate.solvers``)::
 
 from __future__ import annotations
 
-import importlib
+from mixer.registry import lazy_exports
 
 _EXPORTS = {
     "mixer.models.activations": ("ACTIVATIONS", "act_and_slope", "activation_fn"),
@@ -32,17 +32,4 @@ _EXPORTS = {
     "mixer.models.plrnn": ("PLRNNExpert",),
     "mixer.models.shared": ("shared_mlp_field",),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'mixer.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports("mixer.models", globals(), _EXPORTS)

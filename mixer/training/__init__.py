@@ -8,7 +8,7 @@ The names are loaded on first use (each module imports torch).
 
 from __future__ import annotations
 
-import importlib
+from mixer.registry import lazy_exports
 
 _EXPORTS = {
     "mixer.training.adaptation": ("fit_new_contexts", "per_env_mse"),
@@ -24,17 +24,4 @@ _EXPORTS = {
     "mixer.training.optim": ("make_optimizer", "step_schedule_factor"),
     "mixer.training.progress": ("report", "reporting"),
 }
-_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
-__all__ = sorted(_MODULE_OF)
-
-
-def __getattr__(name: str):
-    if name not in _MODULE_OF:
-        raise AttributeError(f"module 'mixer.training' has no attribute {name!r}")
-    value = getattr(importlib.import_module(_MODULE_OF[name]), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *__all__})
+__all__, __getattr__, __dir__ = lazy_exports("mixer.training", globals(), _EXPORTS)

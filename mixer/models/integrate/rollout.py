@@ -20,11 +20,10 @@ from torchdiffeq import odeint
 from mixer.errors import ConfigError
 from mixer.models.grouped import RoutedMLP, env_to_rows, pad_last
 from mixer.models.grouped_grads import Accumulator
-from mixer.models.integrate.runge_kutta import rk_backward, rk_forward
+from mixer.models.integrate.runge_kutta import FixedSteps
 from mixer.models.integrate.solvers import (
     FIXED_STEP_METHODS,
     SOLVERS,
-    TABLEAUS,
     evaluations,
 )
 
@@ -155,15 +154,12 @@ def fixed_step_rollout(
 
     Plain tensor operations (autograd records them); no host synchronisation.
     """
-    a, b = TABLEAUS[method]
     # Δτ · Δt_e · w per environment, folded once: a stage is then y + c ⊙ k with no scalar
     # factor, which keeps the recorded graph (and CAVIA's second-order one) small.
-    coefs = _coefficients(a, b, scale.view(-1, 1, 1), 1.0 / substeps)
+    schedule = FixedSteps(method, scale.view(-1, 1, 1), substeps, n_times)
     tau = x0.new_zeros(())
-    states, _ = rk_forward(
-        lambda y: (field_fn(tau, y), None), x0, coefs, (n_times - 1) * substeps, keep=False
-    )
-    return torch.stack(states[::substeps], dim=2)
+    states, _ = schedule.forward(lambda y: (field_fn(tau, y), None), x0, keep=False)
+    return torch.stack(states, dim=2)
 
 
 def fast_rollout(
@@ -203,8 +199,7 @@ class _FastRollout(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, mlp, groups, method, substeps, n_times, keep, x, steps, *tensors):
-        a, b = TABLEAUS[method]
-        coefs = _coefficients(a, b, steps, 1.0 / substeps)
+        schedule = FixedSteps(method, steps, substeps, n_times)
         spec = mlp.keep_spec(ctx.needs_input_grad[8:]) if keep else None
         keep_f = keep and ctx.needs_input_grad[7]  # f only for the gradient of the steps
 
@@ -212,18 +207,16 @@ class _FastRollout(torch.autograd.Function):
             f, cache = mlp.forward(y, tensors, groups, spec)
             return f, (cache, f if keep_f else None)
 
-        states, caches = rk_forward(field, x, coefs, (n_times - 1) * substeps, keep)
-        ctx.mlp, ctx.groups, ctx.method, ctx.substeps = mlp, groups, method, substeps
+        states, caches = schedule.forward(field, x, keep)
+        ctx.mlp, ctx.groups, ctx.schedule = mlp, groups, schedule
         ctx.caches, ctx.tensors = caches, tensors
         ctx.save_for_backward(steps)
-        return torch.stack(states[::substeps], dim=1)
+        return torch.stack(states, dim=1)
 
     @staticmethod
     def backward(ctx, grad):
         (steps,) = ctx.saved_tensors
         mlp, groups, caches = ctx.mlp, ctx.groups, ctx.caches
-        a, b = TABLEAUS[ctx.method]
-        coefs = _coefficients(a, b, steps, 1.0 / ctx.substeps)
         need_steps = ctx.needs_input_grad[7]
         acc = Accumulator(mlp, ctx.needs_input_grad[8:], need_x=True)
         # Σ over stages of g_f · f, where g_f = s · g_k is the gradient of the unscaled f
@@ -236,18 +229,7 @@ class _FastRollout(torch.autograd.Function):
                 g_steps.add_((g_f * f).sum(dim=1, keepdim=True))
             return mlp.backward(cache, g_f, ctx.tensors, groups, acc)
 
-        n_steps = (grad.shape[1] - 1) * ctx.substeps
-        g_state = rk_backward(
-            field_back, caches, coefs, n_steps, ctx.substeps, lambda j: grad[:, j]
-        )
+        g_state = ctx.schedule.backward(field_back, caches, lambda j: grad[:, j])
         if need_steps:
             g_steps = g_steps / steps
         return (None,) * 6 + (g_state, g_steps, *acc.finish(groups))
-
-
-def _coefficients(a, b, steps: Tensor, h: float):
-    """Tableau coefficients h·w·s per row (or environment), shaped like ``steps``; None
-    where the weight is 0."""
-    coef_a = [[steps * (h * w) if w else None for w in row] for row in a]
-    coef_b = [steps * (h * w) if w else None for w in b]
-    return coef_a, coef_b

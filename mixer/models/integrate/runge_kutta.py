@@ -1,9 +1,12 @@
-"""Explicit Runge-Kutta steps and their exact reverse, for rollouts whose field's reverse pass
-is written by hand (the ``sensitivity`` and ``taylor`` modules beside this one).
+"""Explicit Runge-Kutta steps and their exact reverse: the one home of fixed-step integration.
 
-The coefficients are folded per row, c = h·a_ij·Δt (see ``rollout._coefficients``), so a
-stage is y_i = x + Σ_j c_ij f_j, one fused multiply-add per term. The field returns (f, cache);
-its reverse maps (cache, dL/df) to dL/dy.
+Every fixed-step rollout runs on :class:`FixedSteps`: the autograd one
+(``rollout.fixed_step_rollout``) and the three whose reverse pass is written by hand (the
+routed experts' ``rollout._FastRollout``, CAVIA's ``sensitivity`` and NCF's ``taylor``). The
+coefficients are folded per row, c = h·a_ij·Δt, so a stage is y_i = x + Σ_j c_ij f_j, one fused
+multiply-add per term. The field returns (f, cache); its reverse maps (cache, dL/df) to dL/dy.
+A hand-written reverse records each stage's gradients per layer (:class:`StageRecords`) and
+reduces every weight gradient once, as one product over all evaluations.
 """
 
 from __future__ import annotations
@@ -13,8 +16,64 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from mixer.models.integrate.solvers import TABLEAUS
+
 FieldWithCache = Callable[[Tensor], tuple[Tensor, object]]
 FieldReverse = Callable[[object, Tensor], Tensor]
+
+
+def coefficients(method: str, steps: Tensor, substeps: int):
+    """The tableau's coefficients h·w·s per row (or environment), shaped like ``steps`` (the
+    step s of each row), h = 1 / ``substeps``; None where the weight is 0."""
+    a, b = TABLEAUS[method]
+    h = 1.0 / substeps
+    coef_a = [[steps * (h * w) if w else None for w in row] for row in a]
+    coef_b = [steps * (h * w) if w else None for w in b]
+    return coef_a, coef_b
+
+
+class FixedSteps:
+    """One fixed-step rollout: ``substeps`` steps per interval over ``n_times`` observations,
+    each row at its own step ``steps``; the forward loop and its exact reverse."""
+
+    def __init__(self, method: str, steps: Tensor, substeps: int, n_times: int):
+        self.coefs = coefficients(method, steps, substeps)
+        self.substeps, self.n_steps = substeps, (n_times - 1) * substeps
+
+    def forward(self, field: FieldWithCache, state: Tensor, keep: bool):
+        """(the states at the observations, the stages' caches in order, [] without keep)."""
+        states, caches = rk_forward(field, state, self.coefs, self.n_steps, keep)
+        return states[:: self.substeps], caches
+
+    def backward(self, field_back: FieldReverse, caches: list, grad_at: Callable) -> Tensor:
+        """dL/d(initial state), ``grad_at(j)`` being dL/d(state at observation j)."""
+        return rk_backward(field_back, caches, self.coefs, self.n_steps, self.substeps, grad_at)
+
+
+class StageRecords:
+    """dL/d(pre-activation) of each layer at every stage, recorded during a reverse pass (in
+    reverse stage order) and reduced once: one product per weight over all evaluations."""
+
+    def __init__(self, n_layers: int):
+        self.rows: list[list[Tensor]] = [[] for _ in range(n_layers)]
+
+    def add(self, layer: int, g: Tensor) -> None:
+        self.rows[layer].append(g)
+
+    def stacked(self, layer: int) -> Tensor:
+        """[stages, ...] in forward stage order."""
+        return torch.stack(self.rows[layer][::-1])
+
+
+def layer_inputs(caches: list, layer: int) -> Tensor:
+    """[stages, ...]: the input of ``layer`` at every stage (each cache holds its layers'
+    inputs first)."""
+    return torch.stack([cache[0][layer] for cache in caches])
+
+
+def weight_gradient(g: Tensor, h: Tensor) -> Tensor:
+    """Σ over every stage and row of gᵀ h: [out, in]."""
+    return g.reshape(-1, g.shape[-1]).T @ h.reshape(-1, h.shape[-1])
 
 
 def rk_forward(field: FieldWithCache, state: Tensor, coefs, n_steps: int, keep: bool):

@@ -24,9 +24,13 @@ from torch import Tensor
 
 from mixer.models.activations import ACTIVATIONS, act_slope_curvature, activation_fn
 from mixer.models.expert import StackedLayers
-from mixer.models.integrate.rollout import _coefficients, uniform_steps
-from mixer.models.integrate.runge_kutta import rk_backward, rk_forward
-from mixer.models.integrate.solvers import TABLEAUS
+from mixer.models.integrate.rollout import uniform_steps
+from mixer.models.integrate.runge_kutta import (
+    FixedSteps,
+    StageRecords,
+    layer_inputs,
+    weight_gradient,
+)
 
 
 def sensitivity_rollout(
@@ -107,23 +111,21 @@ class _SensitivityRollout(torch.autograd.Function):
                 h = torch.cat([value, slope * dpre], dim=1)
             raise AssertionError("the last layer returns")
 
-        a, b = TABLEAUS[method]
-        coef_a, coef_b = _coefficients(a, b, steps, 1.0 / substeps)
-        n_steps = (n_times - 1) * substeps
-        states, caches = rk_forward(field, state, (coef_a, coef_b), n_steps, keep)
-        ctx.options, ctx.caches, ctx.coefs = options, caches, (coef_a, coef_b)
+        schedule = FixedSteps(method, steps, substeps, n_times)
+        states, caches = schedule.forward(field, state, keep)
+        ctx.options, ctx.caches, ctx.schedule = options, caches, schedule
         ctx.save_for_backward(w_state, *weights)
-        return torch.stack(states[::substeps], dim=3)
+        return torch.stack(states, dim=3)
 
     @staticmethod
     def backward(ctx, grad):
-        activation, _, substeps, n_times, _ = ctx.options
+        activation = ctx.options[0]
         caches = ctx.caches
         w_state, *weights = ctx.saved_tensors
         n_layers = len(weights) + 1
         sens = grad.shape[1] > 1
         act_back = ACTIVATIONS[activation].backward
-        records: list[list[Tensor]] = [[] for _ in range(n_layers)]  # dL/d(pre) per stage
+        records = StageRecords(n_layers)
 
         def field_back(cache, g: Tensor) -> Tensor:
             hidden = cache[1]
@@ -138,20 +140,16 @@ class _SensitivityRollout(torch.autograd.Function):
                         g = torch.cat([g_pre, g_cols * slope], dim=1)
                     else:
                         g = act_back(g, hidden[layer])
-                records[layer].append(g)
+                records.add(layer, g)
                 g = torch.matmul(g, weights[layer - 1] if layer else w_state)
             return g
 
-        n_steps = (n_times - 1) * substeps
-        rk_backward(field_back, caches, ctx.coefs, n_steps, substeps, lambda j: grad[..., j, :])
+        ctx.schedule.backward(field_back, caches, lambda j: grad[..., j, :])
 
-        # records[l] holds the stages in reverse order, caches in forward order.
         grads_w, grads_b = [], []
         for layer in range(n_layers):
-            g_all = torch.stack(records[layer][::-1])  # [stages, E, 1 + d_φ, N, out]
-            h_all = torch.stack([inputs[layer] for inputs, _ in caches])
-            out_dim, in_dim = g_all.shape[-1], h_all.shape[-1]
-            grads_w.append(g_all.reshape(-1, out_dim).T @ h_all.reshape(-1, in_dim))
+            g_all = records.stacked(layer)  # [stages, E, 1 + d_φ, N, out]
+            grads_w.append(weight_gradient(g_all, layer_inputs(caches, layer)))
             if layer:
                 grads_b.append(g_all[:, :, 0].sum(dim=(0, 1, 2)))
             else:

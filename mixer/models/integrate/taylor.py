@@ -15,9 +15,12 @@ import torch
 from torch import Tensor
 
 from mixer.models.activations import ACTIVATIONS, act_slope_curvature, activation_fn
-from mixer.models.integrate.rollout import _coefficients
-from mixer.models.integrate.runge_kutta import rk_backward, rk_forward
-from mixer.models.integrate.solvers import TABLEAUS
+from mixer.models.integrate.runge_kutta import (
+    FixedSteps,
+    StageRecords,
+    layer_inputs,
+    weight_gradient,
+)
 from mixer.models.ncf import NCFExpert
 
 
@@ -100,23 +103,22 @@ class _TaylorRollout(torch.autograd.Function):
                 both = torch.stack([value, slope * dpre])
             raise AssertionError("the last layer returns")
 
-        a, b = TABLEAUS[method]
-        coefs = _coefficients(a, b, steps, 1.0 / substeps)
-        states, caches = rk_forward(field, x0, coefs, (n_times - 1) * substeps, keep)
-        ctx.options, ctx.caches, ctx.coefs = options, caches, coefs
+        schedule = FixedSteps(method, steps, substeps, n_times)
+        states, caches = schedule.forward(field, x0, keep)
+        ctx.options, ctx.caches, ctx.schedule = options, caches, schedule
         ctx.save_for_backward(first_state, *tower_w, *rest_w)
-        return torch.stack(states[::substeps], dim=2)
+        return torch.stack(states, dim=2)
 
     @staticmethod
     def backward(ctx, grad):
-        activation, _, substeps, n_times, _, n_tower = ctx.options
+        activation, n_tower = ctx.options[0], ctx.options[-1]
         first_state, *weights = ctx.saved_tensors
         tower_w, rest_w = weights[:n_tower], weights[n_tower:]
         act_back = ACTIVATIONS[activation].backward
         # dL/d(pre-activation) per stage: tower layers, the first main layer, its tangent
         # bias, then the main layers after it ([2, B, N, out]: primal, tangent).
         n_layers = n_tower + 1 + len(rest_w)
-        records: list[list[Tensor]] = [[] for _ in range(n_layers + 1)]
+        records = StageRecords(n_layers + 1)
         tangent_slot, last = n_layers, len(rest_w) - 1
         # A context step needs the gradients of the two first-layer biases only: no weight
         # gradient is recorded or reduced then (the state's reverse pass still runs).
@@ -126,7 +128,7 @@ class _TaylorRollout(torch.autograd.Function):
             saved = cache[1]
             if need_weights:  # the output is primal + tangent: both get g
                 both = torch.stack([g, g])
-                records[n_tower + last + 1].append(both)
+                records.add(n_tower + last + 1, both)
                 g_h, g_t = torch.matmul(both, rest_w[last]).unbind(0)
             else:
                 g_h = g_t = torch.matmul(g, rest_w[last])
@@ -135,31 +137,25 @@ class _TaylorRollout(torch.autograd.Function):
                 g_pre = torch.addcmul(g_h * slope, g_t, curv_dpre)
                 both = torch.stack([g_pre, g_t * slope])
                 if need_weights:
-                    records[n_tower + 1 + i].append(both)
+                    records.add(n_tower + 1 + i, both)
                 g_h, g_t = torch.matmul(both, rest_w[i]).unbind(0)
             slope, curv_tangent = saved[n_tower]
             g_pre = torch.addcmul(g_h * slope, g_t, curv_tangent)
-            records[n_tower].append(g_pre)
-            records[tangent_slot].append(g_t * slope)
+            records.add(n_tower, g_pre)
+            records.add(tangent_slot, g_t * slope)
             g = torch.matmul(g_pre, first_state)
             for layer in reversed(range(n_tower)):
                 g = act_back(g, saved[layer])
                 if need_weights:
-                    records[layer].append(g)
+                    records.add(layer, g)
                 g = torch.matmul(g, tower_w[layer])
             return g
 
-        n_steps = (n_times - 1) * substeps
-        rk_backward(field_back, ctx.caches, ctx.coefs, n_steps, substeps, lambda j: grad[:, :, j])
-
-        def stacked(layer: int) -> Tensor:  # records in reverse stage order: put them back
-            return torch.stack(records[layer][::-1])
+        ctx.schedule.backward(field_back, ctx.caches, lambda j: grad[:, :, j])
+        stacked = records.stacked
 
         def inputs(layer: int) -> Tensor:
-            return torch.stack([cache[0][layer] for cache in ctx.caches])
-
-        def weight(g: Tensor, h: Tensor) -> Tensor:
-            return g.reshape(-1, g.shape[-1]).T @ h.reshape(-1, h.shape[-1])
+            return layer_inputs(ctx.caches, layer)
 
         g_first = stacked(n_tower)  # [stages, B, N, width]
         g_first_bias = g_first.sum(dim=(0, 2))
@@ -171,13 +167,13 @@ class _TaylorRollout(torch.autograd.Function):
         tower_gw, tower_gb = [], []
         for layer in range(n_tower):
             g = stacked(layer)
-            tower_gw.append(weight(g, inputs(layer)))
+            tower_gw.append(weight_gradient(g, inputs(layer)))
             tower_gb.append(g.sum(dim=(0, 1, 2)))
-        g_first_state = weight(g_first, inputs(n_tower))
+        g_first_state = weight_gradient(g_first, inputs(n_tower))
         rest_gw, rest_gb = [], []
         for i in range(len(rest_w)):
             g = stacked(n_tower + 1 + i)  # [stages, 2, B, N, out]
-            rest_gw.append(weight(g, inputs(n_tower + 1 + i)))
+            rest_gw.append(weight_gradient(g, inputs(n_tower + 1 + i)))
             rest_gb.append(g[:, 0].sum(dim=(0, 1, 2)))
         return (
             None, None, None, g_first_bias, g_tangent_bias, g_first_state,
