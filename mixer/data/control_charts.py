@@ -1,7 +1,7 @@
-"""Synthetic control charts (Alcock & Manolopoulos 1999; DATASETS.md §5).
+"""Synthetic control charts (Alcock & Manolopoulos 1999; docs/DATASETS.md §5).
 
 Six classes in three super-classes; every series is one environment with one trajectory of
-60 points (d = 1) on t = 1..60. Series are scored on what they did not see (METHOD.md §5):
+60 points (d = 1) on t = 1..60. Series are scored on what they did not see (docs/METHOD.md §5):
 every series is split in time at T_s = round(support_fraction x 60) (dataset key
 ``support_fraction``, default 0.5). Training series give ``train`` and ``val`` (their first
 T_s points: a series has no fresh initial conditions to draw, so validation re-uses the

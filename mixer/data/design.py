@@ -1,6 +1,6 @@
 """Environment design: which parameter vectors a dataset holds, and how they are labelled.
 
-Two designs (DATASETS.md):
+Two designs (docs/DATASETS.md):
 - ``protocol``: the published training grid and adaptation set of a family (LV, glycolytic,
   Sel'kov), given by the system's :meth:`~mixer.data.systems.ODESystem.protocol`.
 - ``grid`` (ODEBench): ``envs_per_family`` training environments on a grid over

@@ -1,4 +1,4 @@
-"""EEG/MEG segments preprocessed with MNE (DATASETS.md §6): the ``eeg`` generator.
+"""EEG/MEG segments preprocessed with MNE (docs/DATASETS.md §6): the ``eeg`` generator.
 
 Sources (``source``):
 
@@ -34,7 +34,7 @@ the segment start). ``family`` is the class label (``source/label`` when several
 mixed, which then also fill ``superclass``: the source). ``train_per_class`` segments per class
 and source, drawn with the dataset seed, are training segments; the rest (at most
 ``max_adapt_per_class`` per class and source, also drawn) are adaptation segments. Segments are
-scored on what they did not see (METHOD.md §5): each is split in time at
+scored on what they did not see (docs/METHOD.md §5): each is split in time at
 T_s = round(support_fraction x n_times) (dataset key ``support_fraction``, default 0.5).
 ``train`` and ``val`` hold the first T_s samples of the training segments (a recorded segment
 has no fresh initial conditions, so validation re-uses the training part, the only honest

@@ -1,4 +1,4 @@
-"""The three protocol families of DATASETS.md §1-§3 (CoDA / NCF benchmarks)."""
+"""The three protocol families of docs/DATASETS.md §1-§3 (CoDA / NCF benchmarks)."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def series_support_length(n_times: int, support_fraction) -> int:
 
 
 def split_series(values: np.ndarray, t: np.ndarray, envs: list[dict], support_fraction):
-    """The five splits of labelled series, split in time (METHOD.md §5).
+    """The five splits of labelled series, split in time (docs/METHOD.md §5).
 
     ``values`` [E, T, d] holds one series per environment (row i is environment ``envs[i]``,
     whose ``id`` is i) on the common grid ``t`` [T]. With T_s = round(support_fraction x T),

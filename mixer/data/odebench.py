@@ -1,4 +1,4 @@
-"""ODEBench-10: ten loosely related 2-D families (DATASETS.md §4), state (y0, y1).
+"""ODEBench-10: ten loosely related 2-D families (docs/DATASETS.md §4), state (y0, y1).
 
 Each family samples 20 points over [0, T) of its own horizon T and writes its law as
 ``law(y0, y1, p) -> (y0', y1')``. The order of ``ODEBENCH10`` is the order of the table: a
@@ -134,8 +134,8 @@ class VanDerPolLienard(_OdeBench):
 class GlycolysisSelkov2D(_OdeBench):
     """Sel'kov's law as in ODEBench: y1' = -c0 y1 + c1 - y0^2 y1.
 
-    DATASETS.md's table prints ``-c0 y0`` in y1'; the Sel'kov model (and §3's dataset) has the
-    ``-a y`` term on y1, which we keep so that this family is the genuine law.
+    The ``-c0 y1`` term acts on y1, as in the Sel'kov model (and the dataset of
+    docs/DATASETS.md §3), so that this family is the genuine law.
     """
 
     name, odebench_id, horizon_T = "glycolysis_selkov_2d", 39, 4.0

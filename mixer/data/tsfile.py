@@ -1,4 +1,4 @@
-"""Reader of the UEA/UCR time-series classification format (``.ts``; DATASETS.md §6).
+"""Reader of the UEA/UCR time-series classification format (``.ts``; docs/DATASETS.md §6).
 
 A ``.ts`` file is a header of ``@tag value`` lines (``#`` lines are comments), an ``@data``
 line, then one case per line: the dimensions (channels) separated by ``:``, the values of a

@@ -1,4 +1,4 @@
-"""CAVIA (Zintgraf et al., ICML 2019) adapted to ODEs (METHOD.md §4)."""
+"""CAVIA (Zintgraf et al., ICML 2019) adapted to ODEs (docs/METHOD.md §4)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CoDA (Kirchmeyer et al., ICML 2022; METHOD.md §4): θ_e = θ + H ξ_e, trained jointly."""
+"""CoDA (Kirchmeyer et al., ICML 2022; docs/METHOD.md §4): θ_e = θ + H ξ_e, trained jointly."""
 
 from __future__ import annotations
 

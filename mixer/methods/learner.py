@@ -127,7 +127,7 @@ class Learner(ABC):
     @abstractmethod
     def adapt(self, support: EnvBatch) -> Tensor:
         """Contexts [E_new, d_ξ] of new environments fitted on their support trajectories,
-        the model frozen (METHOD.md §5)."""
+        the model frozen (docs/METHOD.md §5)."""
 
     @abstractmethod
     def contexts(self) -> Tensor:

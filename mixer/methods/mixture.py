@@ -1,4 +1,4 @@
-"""MixER and the mixture variants (METHOD.md §3): one learner class, four gate policies.
+"""MixER and the mixture variants (docs/METHOD.md §3): one learner class, four gate policies.
 
 - ``mixer``: gate refitted every ``gate_every`` inner steps (K-means + Hungarian + ridge LS).
 - ``mixer-faithful``: the reference code's refit (L1 K-means that gives up, greedy assignment).
@@ -256,7 +256,7 @@ class MixtureLearner(ContextMixtureLearner):
             return self.model.gate_probs(self.ctx if contexts is None else contexts)
 
     def adapt(self, support: EnvBatch) -> torch.Tensor:
-        """Contexts of new environments; θ and the gate stay frozen (METHOD.md §5).
+        """Contexts of new environments; θ and the gate stay frozen (docs/METHOD.md §5).
 
         A PL-RNN adapts on the loss it was trained on: teacher forcing at the final α.
         """

@@ -1,4 +1,4 @@
-"""NCF (Nzoyem et al., ICLR 2025; METHOD.md §4): contextual self-modulation, trained by the
+"""NCF (Nzoyem et al., ICLR 2025; docs/METHOD.md §4): contextual self-modulation, trained by the
 proximal alternating loop."""
 
 from __future__ import annotations

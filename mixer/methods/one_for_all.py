@@ -1,4 +1,5 @@
-"""one-for-all (METHOD.md §4): one neural ODE for every environment, no context (lower bound)."""
+"""one-for-all (docs/METHOD.md §4): one neural ODE for every environment, no context (the
+lower bound)."""
 
 from __future__ import annotations
 

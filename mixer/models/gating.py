@@ -1,7 +1,7 @@
 """MixER gate: a linear router over contexts, refitted in closed form (never by gradients).
 
 The gate maps a context ξ to logits g(ξ) = Wᵀ [ξ; 1] with W of shape [(d_ξ + 1), K]; an
-environment is routed to argmax_k g_k(ξ). A refit (METHOD.md §3) clusters the contexts with
+environment is routed to argmax_k g_k(ξ). A refit (docs/METHOD.md §3) clusters the contexts with
 K-means, gives each cluster one expert by a one-to-one assignment on median losses, and
 solves a least-squares problem whose one-hot targets encode that assignment. The result
 overwrites the gate. ``refit_gate_faithful`` keeps the reference code's choices for an ablation.

@@ -1,4 +1,4 @@
-"""Hierarchical shallow PL-RNN: a discrete-time expert bank (METHOD.md §2, ``plrnn``).
+"""Hierarchical shallow PL-RNN: a discrete-time expert bank (docs/METHOD.md §2, ``plrnn``).
 
 Expert k owns root parameters θ_k and a bias-free map H_k; environment e routed to k gets
 θ_e = θ_k + H_k ξ_e (a linear hypernetwork, as CoDA) over the parameters of the map
@@ -12,7 +12,7 @@ Generalised teacher forcing (training): before every step the observed component
 towards the data, z̃_t = α z_t + (1 − α) x̂_t, where x̂_t is z_t with its first d components
 replaced by x_t (the unobserved components keep z_t). The output of step t → t+1 is scored
 against x_{t+1}: the data x_t enters only the input of that step, never its target (the
-reference code scored the output at t against x_t, METHOD.md §6 defect 9). α = 1 is the
+reference code scored the output at t against x_t, docs/METHOD.md §6 defect 9). α = 1 is the
 free-running model; α = 0 is one-step-ahead prediction.
 
 Latent initialisation: observed components = x_0, the M − d others = 0.

@@ -15,7 +15,7 @@ flattened into dotted columns), ``summary.csv`` (mean, std, n and 95% confidence
 every numeric metric per dataset × regime × method, and the paired comparison of the key
 metrics against a reference method), ``summary.md`` and ``summary.tex`` (the key metrics with
 their intervals, bold only where the best method's interval separates; summary.md also has
-the paired comparisons). METHOD.md §5: "best" is claimed only where the intervals separate.
+the paired comparisons). docs/METHOD.md §5: "best" is claimed only where the intervals separate.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stage 3: score a trained cell (in-domain test, adaptation, routing, cost).
 
-Evaluation writes ``metrics.json`` (METHOD.md §5), also for a diverged run. Besides the
+Evaluation writes ``metrics.json`` (docs/METHOD.md §5), also for a diverged run. Besides the
 reconstruction, routing and cost figures it holds, for a PL-RNN, ``loss_tf``/``mse_free``
 (teacher-forced at the final α / free running, in-domain; ``*_ood`` after adaptation), and
 for labelled time series (dataset generator ``control_charts`` or ``eeg``):

@@ -10,7 +10,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 # Generators whose environments are labelled series (family = class, optional super-class):
-# their metrics add SVM accuracies and super-class scores (METHOD.md §5).
+# their metrics add SVM accuracies and super-class scores (docs/METHOD.md §5).
 LABELLED_GENERATORS = ("control_charts", "eeg")
 SVM_C = 1.0
 
@@ -37,7 +37,7 @@ def per_env_relative_mse(
     MSE_d is the squared error averaged over e's trajectories and time points and Var_d the
     variance of e's true values of d over the same trajectories and time points. Each
     dimension counts alike, so the small species of a 7-D system weigh as much as its large
-    ones, and families of very different scale (ODEBench) can be averaged (METHOD.md §5).
+    ones, and families of very different scale (ODEBench) can be averaged (docs/METHOD.md §5).
 
     Floor: Var_d is raised to at least ``rel_floor`` × the variance of dimension d pooled over
     all environments, trajectories and times of the split (and to at least 1e-12). A dimension
@@ -65,7 +65,7 @@ def per_env_relative_mse(
 
 
 def mean_and_median(name: str, per_env: np.ndarray) -> dict[str, float]:
-    """``{name: mean, name_median: median}`` of a per-environment score (METHOD.md §5)."""
+    """``{name: mean, name_median: median}`` of a per-environment score (docs/METHOD.md §5)."""
     per_env = np.asarray(per_env, dtype=np.float64)
     return {name: float(per_env.mean()), f"{name}_median": float(np.median(per_env))}
 

@@ -1,4 +1,4 @@
-"""Contexts-only adaptation to new environments (METHOD.md §5), shared by every learner."""
+"""Contexts-only adaptation to new environments (docs/METHOD.md §5), shared by every learner."""
 
 from __future__ import annotations
 

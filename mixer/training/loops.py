@@ -1,4 +1,5 @@
-"""Proximal alternating minimisation (METHOD.md §3.1), with checkpoints and divergence handling.
+"""Proximal alternating minimisation (docs/METHOD.md §3.1), with checkpoints and divergence
+handling.
 
 The loop is generic over a learner that exposes its context and model parameters, a loss,
 and hooks (gate refit, routing record). One outer step:
@@ -7,9 +8,10 @@ and hooks (gate refit, routing record). One outer step:
     n_ctx   times: Ξ ← opt_ctx step on L(θ, Ξ) + β_ξ/2 ||Ξ − Ξ_old||²   (hook after each inner step)
     n_model times: θ ← opt_θ   step on L(θ, Ξ) + β_θ/2 ||θ − θ_old||²   (hook after each inner step)
 
-The proximal terms are plain squared distances by default (not divided by the parameter
-count, which made them negligible in the reference code); they are added to the gradients
-in place, grad += β s (θ − θ_old), with a per-tensor scale s (1, or 1/numel for the mean).
+The proximal terms are squared distances taken per tensor as its mean (``proximal_norm:
+mean``, the default: the paper's and the reference code's setting) or its plain sum; they are
+added to the gradients in place, grad += β s (θ − θ_old), with a per-tensor scale s (1/numel
+for the mean, 1 for the sum).
 Host synchronisation happens once per outer step, where the loss is logged and checked for
 NaN/inf.
 """

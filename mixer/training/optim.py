@@ -4,7 +4,7 @@ Both keep their moments per element and, for parameters stacked over experts (le
 marked by :func:`mark_expert_stacked`), advance an expert's moments and step count only on
 steps where that expert was routed to. An expert that received no data simply does not move:
 the reference code's single shared optimiser state advanced every expert (and the schedule)
-on every step (METHOD.md §6, defect 6).
+on every step (docs/METHOD.md §6, defect 6).
 
 The optimiser does not subclass ``torch.optim.Optimizer``: constructing one of those imports
 ``torch._dynamo`` (2-3 s of CPU), which every training and evaluation job would pay. It keeps

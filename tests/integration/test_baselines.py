@@ -1,4 +1,4 @@
-"""Contract of the METHOD.md §4 baselines, and the checks specific to CAVIA, NCF and CoDA."""
+"""Contract of the docs/METHOD.md §4 baselines, and the checks specific to CAVIA, NCF and CoDA."""
 
 from __future__ import annotations
 

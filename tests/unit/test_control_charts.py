@@ -1,4 +1,4 @@
-"""Control-chart classes have the statistics of their recipe (DATASETS.md §5)."""
+"""Control-chart classes have the statistics of their recipe (docs/DATASETS.md §5)."""
 
 from __future__ import annotations
 

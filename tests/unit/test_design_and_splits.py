@@ -1,4 +1,4 @@
-"""Environment design, splits and seeding follow DATASETS.md."""
+"""Environment design, splits and seeding follow docs/DATASETS.md."""
 
 from __future__ import annotations
 

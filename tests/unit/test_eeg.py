@@ -1,4 +1,4 @@
-"""The .ts reader and the 'eeg' generator (DATASETS.md §6) on small files the tests write."""
+"""The .ts reader and the 'eeg' generator (docs/DATASETS.md §6) on small files the tests write."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Scores for labelled time series (METHOD.md §5): SVM accuracies and super-class scores."""
+"""Scores for labelled time series (docs/METHOD.md §5): SVM accuracies and super-class scores."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ def test_target_of_each_step_is_the_next_observation_not_its_input():
     """A copy map with full teacher forcing (α = 0) predicts x_{t+1} := x_t.
 
     Scoring the output of a step against the input it has seen (the reference's off-by-one,
-    METHOD.md §6 defect 9) would give a loss of exactly 0 here.
+    docs/METHOD.md §6 defect 9) would give a loss of exactly 0 here.
     """
     moe = make_mixture(n_experts=1)
     make_identity(moe.experts)

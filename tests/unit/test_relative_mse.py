@@ -1,4 +1,4 @@
-"""Relative MSE per dimension (METHOD.md §5), checked against numbers computed by hand."""
+"""Relative MSE per dimension (docs/METHOD.md §5), checked against numbers computed by hand."""
 
 from __future__ import annotations
 

