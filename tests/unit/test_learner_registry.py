@@ -213,3 +213,15 @@ def test_an_experiment_may_run_its_cells_on_its_own_seeds():
     cfg["experiments"][1]["seeds"] = []
     with pytest.raises(ConfigError, match="seeds"):
         validate_config(cfg)
+
+
+def test_solver_names_come_from_the_solver_table():
+    from mixer.config import schema
+    from mixer.models.integrate.solvers import SOLVERS, TABLEAUS
+
+    assert schema()["$defs"]["solver"]["properties"]["method"]["enum"] == list(SOLVERS)
+    assert set(TABLEAUS) < set(SOLVERS)
+    cfg = config(h={"learner": "coda", "solver": {"method": "heun3"}})
+    assert cfg["methods"]["h"]["solver"]["method"] == "heun3"
+    with pytest.raises(ConfigError, match=r"solver\.method: 'rk5' is not one of \['euler'"):
+        validate_config({"solver": {"method": "rk5"}})
