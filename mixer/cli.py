@@ -35,12 +35,21 @@ def main(argv: list[str] | None = None) -> int:
     train.add_argument("--dataset-dir", type=Path, required=True, help="generated dataset folder")
     train.add_argument("--seed", type=int, help="with --config (a --spec carries its seed)")
     train.add_argument("--out", type=Path, required=True, help="the cell's run folder")
+    train.add_argument(
+        "--force", action="store_true", help="replace a finished model of another cell in --out"
+    )
+    train.add_argument(
+        "--dataset-spec", help="the dataset's config entry as JSON, checked against the folder's"
+    )
     train.set_defaults(run=_train)
 
     evaluate = commands.add_parser("evaluate", help="score a trained cell into metrics.json")
     evaluate.add_argument("--model", type=Path, required=True, help="model.pt of the cell")
     evaluate.add_argument("--dataset-dir", type=Path, required=True)
     evaluate.add_argument("--out", type=Path, required=True, help="metrics.json to write")
+    evaluate.add_argument(
+        "--dataset-spec", help="the dataset's config entry as JSON, checked against the folder's"
+    )
     evaluate.set_defaults(run=_evaluate)
 
     aggregate = commands.add_parser(
@@ -62,8 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     aggregate.add_argument(
         "--reference",
-        default="single",
-        help="method every other one is compared with, paired by seed (default: single)",
+        help="method every other one is compared with, paired by seed (default: single, "
+        "where it has cells); named, it must have cells among those given",
     )
     aggregate.set_defaults(run=_aggregate)
 
@@ -196,17 +205,21 @@ def _one_thread() -> None:
 def _train(args) -> int:
     from mixer.config import load_config, resolve_cell, validate_cell
 
+    dataset_spec = _dataset_spec(args)
     if args.config is not None:
         if not args.method or args.seed is None:
             raise ConfigError("--method and --seed are required with --config")
         config = load_config(args.config)
-        if args.method not in config["methods"]:
-            raise ConfigError(f"method '{args.method}' is not in {args.config}")
-        if args.regime not in config["regimes"]:
-            raise ConfigError(f"regime '{args.regime}' is not in {args.config}")
+        for key, name in (("methods", args.method), ("regimes", args.regime)):
+            if name not in config[key]:
+                raise ConfigError(
+                    f"--{key[:-1]} '{name}' is not under `{key}` in {args.config} (defined: "
+                    f"{', '.join(config[key]) or 'none'})"
+                )
         name = args.dataset_dir.resolve().name
         cfg = resolve_cell(config, name, args.regime, args.method, args.seed)
         cfg = validate_cell(cfg)  # the same checks as a --spec (e.g. a negative --seed)
+        dataset_spec = config["datasets"].get(name, dataset_spec)
     else:
         try:
             cfg = json.loads(args.spec)
@@ -214,11 +227,20 @@ def _train(args) -> int:
             raise ConfigError(f"--spec is not valid JSON: {err}") from None
         cfg = validate_cell(cfg)
         if args.seed is not None and args.seed != cfg["seed"]:
-            raise ConfigError(f"--seed {args.seed} differs from the spec's seed {cfg['seed']}")
+            raise ConfigError(
+                f"--seed {args.seed} differs from the spec's seed {cfg['seed']}. Fix: leave "
+                "--seed out (a --spec carries its seed), or pass the spec of that seed."
+            )
     _one_thread()
     from mixer.stages.train import train_cell
 
-    state = train_cell(cfg, args.dataset_dir, args.out)
+    try:
+        state = train_cell(cfg, args.dataset_dir, args.out, dataset_spec, args.force)
+    except KeyboardInterrupt:
+        checkpoint = args.out / "checkpoint.pt"
+        where = f"{checkpoint} resumes it" if checkpoint.is_file() else "no checkpoint yet"
+        print(f"mixer train: interrupted; {where} (run the same command again)", file=sys.stderr)
+        return 130
     print(
         f"{cfg['method']} seed {cfg['seed']}: status {state['status']} {state['reason']}, "
         f"{state['outer_steps']} outer steps in {state['train_seconds']:.1f} s -> {args.out}"
@@ -226,26 +248,45 @@ def _train(args) -> int:
     return 0
 
 
+def _dataset_spec(args) -> dict | None:
+    """--dataset-spec, validated under the name of the --dataset-dir folder, or None."""
+    from mixer.config import validate_dataset_spec
+
+    if args.dataset_spec is None:
+        return None
+    try:
+        spec = json.loads(args.dataset_spec)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"--dataset-spec is not valid JSON: {err}") from None
+    return validate_dataset_spec(args.dataset_dir.resolve().name, spec)
+
+
 def _evaluate(args) -> int:
     from mixer.stages.evaluate import evaluate_cell
 
     _one_thread()
-    out = evaluate_cell(args.model, args.dataset_dir, args.out)
+    out = evaluate_cell(args.model, args.dataset_dir, args.out, _dataset_spec(args))
     shown = {k: out.get(k) for k in ("status", "rel_mse_id", "rel_mse_ood", "routing_purity")}
     print(f"{args.out}: {shown}")
     return 0
 
 
 def _aggregate(args) -> int:
-    from mixer.report.aggregate import write_tables
+    from mixer.report.aggregate import check_reference, write_tables
+    from mixer.report.summary import REFERENCE
 
     paths = list(args.metrics)
     if args.cells_file is not None:
         paths += [Path(line) for line in args.cells_file.read_text().split() if line]
     if not paths:
-        raise ConfigError("no cells: give metrics.json paths or --cells-file")
+        raise ConfigError(
+            "no cells: give metrics.json paths or --cells-file (a config with `experiments: []` "
+            "has no cell to tabulate)"
+        )
+    if args.reference is not None:
+        check_reference(paths, args.reference)
     try:
-        written = write_tables(paths, args.out_dir, args.logs, args.reference)
+        written = write_tables(paths, args.out_dir, args.logs, args.reference or REFERENCE)
     except ValueError as err:
         raise ConfigError(str(err)) from None
     runs = written["runs"]

@@ -39,6 +39,11 @@ def resolve_method(
                 [f"methods.{method}.{block}.{describe_error(e)}" for e in errors],
             )
         entry[block] = merged
+    if entry["training"]["n_ctx"] + entry["training"]["n_model"] < 1:
+        raise ConfigError(
+            f"methods.{method} (regime '{regime}'): training.n_ctx and training.n_model are both "
+            "0, so an outer step would take no step. Fix: set either to 1 or more."
+        )
     spec = learner_spec(entry["learner"])
     declared = spec.keys(entry.get("backbone"))
     knobs = config["regimes"][regime]

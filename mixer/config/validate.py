@@ -26,6 +26,7 @@ from mixer.methods.catalog import CATALOG_FIX, LearnerSpec, learner_spec
 
 def validate_config(config: dict) -> dict:
     """Fill defaults into ``config`` in place and raise one ConfigError listing every problem."""
+    explicit_reference = "reference_method" in config
     full = schema()
     errors = sorted(
         DefaultFillingValidator(full).iter_errors(config), key=lambda e: list(map(str, e.path))
@@ -39,6 +40,12 @@ def validate_config(config: dict) -> dict:
         validate_method(name, entry)
     _check_experiments(config)
     _check_claims(config)
+    methods = config.get("methods", {})
+    if explicit_reference and methods and config["reference_method"] not in methods:
+        raise ConfigError(
+            f"reference_method: '{config['reference_method']}' is not defined under `methods` "
+            f"(defined: {', '.join(methods)}). Fix: name one of them."
+        )
     return config
 
 
@@ -149,9 +156,25 @@ def _check_systems(config: dict) -> None:
                 raise ConfigError(f"datasets.{name}.systems: {err}") from None
 
 
+def check_overrides(where: str, overrides: dict) -> None:
+    """An override of the training/adaptation/solver blocks, checked on its own so that a bad
+    key is named where it is written (a method's entry, an experiment)."""
+    for block in BLOCKS:
+        part = overrides.get(block) or {}
+        properties = schema()["$defs"][block]["properties"]
+        only = {"type": "object", "additionalProperties": False, "properties": properties}
+        # Nested under its own path, so that messages name `where.block.key`.
+        nested = {"type": "object", "properties": {where: {"properties": {block: only}}}}
+        instance = {where: {block: copy.deepcopy(part)}}
+        errors = list(DefaultFillingValidator(nested).iter_errors(instance))
+        if errors:
+            raise problems_error("invalid config", [describe_error(e) for e in errors])
+
+
 def _check_experiments(config: dict) -> None:
     """Every name an experiment uses must exist, and every method must resolve cleanly."""
     for i, exp in enumerate(config.get("experiments", [])):
+        check_overrides(f"experiments[{i}]", exp)
         for key in ("datasets", "methods", "regimes"):
             known = config.get(key, {})
             for name in exp[key]:
@@ -226,6 +249,7 @@ def validate_method(name: str, entry: dict) -> dict:
         spec = learner_spec(entry["learner"])
     except ConfigError as err:
         raise ConfigError(f"{where}.learner: {err}") from None
+    check_overrides(where, entry)
     backbone = entry.get("backbone", spec.default_backbone)
     own = spec.any_backbone and isinstance(backbone, str) and ":" in backbone
     if "backbone" in entry and backbone not in spec.backbones and not own:

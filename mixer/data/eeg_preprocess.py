@@ -117,8 +117,10 @@ def preprocess(
     start = round(spec["crop_start"] * rate)
     stop = start + spec["n_times"]
     if stop > data.shape[-1]:
+        shortest = source.shortest_case
+        cut = f" (all cut to the shortest, {shortest})" if shortest else ""
         raise ConfigError(
-            f"source '{source.name}': segments hold {data.shape[-1]} samples at {rate:g} Hz, "
+            f"source '{source.name}': segments hold {data.shape[-1]} samples{cut} at {rate:g} Hz, "
             f"but crop_start {spec['crop_start']} s + n_times {spec['n_times']} needs {stop}. "
             "Fix: lower n_times or crop_start, resample to a lower rate, or (raw) widen "
             "tmin/tmax."

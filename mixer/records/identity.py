@@ -51,6 +51,27 @@ def differences(expected: dict, found: dict, keys=None) -> list[str]:
     ]
 
 
+def check_dataset(meta: dict, path, name: str, spec: dict | None = None) -> None:
+    """Refuse a dataset folder that holds another dataset than ``name`` (its meta.json), or
+    that was generated from another config entry than ``spec`` (when known)."""
+    found = meta.get("dataset")
+    fix = (
+        f"Fix: regenerate it (delete {path} and run snakemake again, or `mixer generate "
+        f"--dataset {name} ...`), or pass the folder of dataset '{name}'."
+    )
+    if found != name:
+        raise IdentityError(
+            f"{path} holds dataset '{found}' (its meta.json), not '{name}' that this cell is "
+            f"of. {fix}"
+        )
+    if spec is not None and meta.get("generator") != spec:
+        wrong = differences(spec, meta.get("generator") or {})
+        raise IdentityError(
+            f"{path} was generated from another config entry of '{name}' than this run's "
+            f"({'; '.join(wrong)}). {fix}"
+        )
+
+
 def cell_of_folder(folder) -> dict | None:
     """The cell a run folder ``.../{dataset}/{regime}/{method}/seed{seed}`` is named for."""
     found = CELL_DIR.search(Path(folder).resolve().as_posix())

@@ -26,9 +26,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from mixer.errors import MixerError
+from mixer.errors import ConfigError, MixerError
 from mixer.records.atomic import atomic_write_text
-from mixer.records.identity import CELL, differences, file_sha256
+from mixer.records.identity import CELL, cell_of_folder, differences, file_sha256
 from mixer.report.summary import IDENTITY, REFERENCE, key_metrics, summarize, to_latex, to_markdown
 
 CELL_PATH = re.compile(
@@ -165,6 +165,27 @@ def collect(metrics_paths, logs_dir="logs") -> pd.DataFrame:
     first = [*IDENTITY, "status", "reason", "run_dir"]
     middle = [c for c in runs.columns if c not in first and c not in provenance]
     return runs[first + middle + provenance]
+
+
+def method_of(metrics_path) -> str | None:
+    """The method of a cell: from its run folder's name, else from its metrics.json."""
+    cell = cell_of_folder(Path(metrics_path).parent)
+    if cell is not None:
+        return cell["method"]
+    try:
+        return json.loads(Path(metrics_path).read_text()).get("method")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def check_reference(metrics_paths, reference: str) -> None:
+    """A reference method named on purpose must have cells among those tabulated."""
+    methods = sorted({m for m in map(method_of, metrics_paths) if m})
+    if methods and reference not in methods:
+        raise ConfigError(
+            f"--reference '{reference}' has no cell among those given (methods: "
+            f"{', '.join(methods)}). Fix: name one of them."
+        )
 
 
 def write_tables(metrics_paths, out_dir, logs_dir="logs", reference=REFERENCE) -> dict[str, Path]:

@@ -122,7 +122,7 @@ def check_cell(learner: str, dataset_dir: Path, out_dir: Path) -> dict:
     from mixer.stages.train import train_cell
 
     cell = resolve_cell(tiny_config(learner, None, outer_steps=2), "lv", "default", "m", 0)
-    state = train_cell(cell, dataset_dir, out_dir)
+    state = train_cell(cell, dataset_dir, out_dir, force=True)  # a scratch folder
     _require(state["status"] == "ok", f"training ended {state['status']}: {state.get('reason')}")
     metrics = evaluate_cell(out_dir / "model.pt", dataset_dir, out_dir / "metrics.json")
     _require(metrics["learner"] == learner and metrics["method"] == "m", "metrics' identity")

@@ -14,6 +14,8 @@ routing and context K-means scores against super-classes (``*_superclass``).
 from __future__ import annotations
 
 import json
+import pickle
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +27,14 @@ from mixer.methods import learner_class
 from mixer.methods.build import build_learner, pick_device
 from mixer.records import provenance
 from mixer.records.atomic import atomic_write_text
-from mixer.records.identity import CELL, IdentityError, cell_of_folder, differences, file_sha256
+from mixer.records.identity import (
+    CELL,
+    IdentityError,
+    cell_of_folder,
+    check_dataset,
+    differences,
+    file_sha256,
+)
 from mixer.records.model_file import MODEL_FORMAT
 from mixer.records.sources import source_hash
 from mixer.training.batches import make_batch
@@ -41,13 +50,24 @@ def load_model(model_file) -> dict:
     if not model_file.is_file():
         raise ModelFileError(f"model file {model_file} does not exist. {fix}")
     try:
-        state = torch.load(model_file, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about a foreign file's pickle protocol
+            warnings.simplefilter("ignore")
+            state = torch.load(model_file, map_location="cpu", weights_only=True)
     except Exception as err:  # any unpickling failure: the file is not ours, or unsafe
-        first = str(err).strip().splitlines()[0][:200] if str(err).strip() else ""
+        # torch's own text advises loading with weights_only=False: never repeat that advice.
+        why = (
+            "it holds code or objects other than tensors and plain values, which are never loaded"
+            if isinstance(err, pickle.UnpicklingError)
+            else f"{type(err).__name__}: {str(err).strip()[:120]}"
+        )
         raise ModelFileError(
-            f"{model_file} is not a model file of mixer-bench ({type(err).__name__}: {first}). "
-            f"{fix}"
+            f"{model_file} is not a model file of mixer-bench ({why}). {fix}"
         ) from None
+    if isinstance(state, dict) and "outer_step" in state and "format" not in state:
+        raise ModelFileError(
+            f"{model_file} is a training checkpoint (outer step {state['outer_step']}), not a "
+            f"model: pass the model.pt that `mixer train` writes when it ends, beside it."
+        )
     if not isinstance(state, dict) or state.get("format") != MODEL_FORMAT:
         found = state.get("format") if isinstance(state, dict) else type(state).__name__
         raise ModelFileError(
@@ -83,11 +103,14 @@ def _cell_name(cell: dict) -> str:
     return f"{cell['dataset']}/{cell['regime']}/{cell['method']}/seed{cell['seed']}"
 
 
-def evaluate_cell(model_file, dataset_dir, out_file) -> dict:
+def evaluate_cell(model_file, dataset_dir, out_file, dataset_spec: dict | None = None) -> dict:
+    """Score ``model_file`` on ``dataset_dir`` into ``out_file`` (``dataset_spec``: the
+    dataset's config entry, checked against the one the folder was generated from)."""
     model_file, out_file = Path(model_file), Path(out_file)
     check_writable(out_file)  # before minutes of scoring, not after
     state = load_model(model_file)
     dataset = load_dataset(dataset_dir)
+    check_dataset(dataset.meta, dataset_dir, state["config"]["dataset"], dataset_spec)
     check_identity(state, model_file, dataset, out_file)
     cfg = state["config"]
     metrics_out = {

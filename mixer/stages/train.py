@@ -17,7 +17,7 @@ import torch
 from mixer.data import load_dataset
 from mixer.methods.build import build_learner, pick_device
 from mixer.records.atomic import atomic_write
-from mixer.records.identity import fingerprint
+from mixer.records.identity import CELL, IdentityError, check_dataset, differences, fingerprint
 from mixer.records.model_file import MODEL_FORMAT
 from mixer.training.bookkeeping import Diverged, TrainLog
 from mixer.training.checkpoints import Checkpoint
@@ -26,16 +26,25 @@ from mixer.training.progress import reporting
 TRAINING_SPLITS = ("train", "val")
 
 
-def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
-    """Train the resolved cell ``cfg`` (:func:`mixer.config.cells.resolve_cell`) on a dataset."""
+def train_cell(
+    cfg: dict, dataset_dir, out_dir, dataset_spec: dict | None = None, force: bool = False
+) -> dict:
+    """Train the resolved cell ``cfg`` (:func:`mixer.config.cells.resolve_cell`) on a dataset.
+
+    ``dataset_spec``: the dataset's config entry, checked against the one the folder was
+    generated from; ``force``: replace a finished model of another cell in ``out_dir``.
+    """
     seed = cfg["seed"]
     out_dir = Path(out_dir)
+    # Training reads the training and validation splits only, never test or adaptation data.
+    dataset = load_dataset(dataset_dir, splits=TRAINING_SPLITS)
+    check_dataset(dataset.meta, dataset_dir, cfg["dataset"], dataset_spec)
+    identity = fingerprint(cfg, dataset.meta["content_hash"])
+    if not force:
+        check_out_dir(out_dir, identity)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
     device = pick_device(cfg["device"])
-    # Training reads the training and validation splits only, never test or adaptation data.
-    dataset = load_dataset(dataset_dir, splits=TRAINING_SPLITS)
-    identity = fingerprint(cfg, dataset.meta["content_hash"])
     learner, train = build_learner(cfg, dataset, device, seed)
     checkpoint = Checkpoint(out_dir / "checkpoint.pt", identity)
     status, reason, log = "ok", "", TrainLog()
@@ -75,6 +84,36 @@ def train_cell(cfg: dict, dataset_dir, out_dir) -> dict:
     atomic_write(out_dir / "model.pt", lambda tmp: torch.save(state, tmp))
     checkpoint.remove()
     return state
+
+
+def check_out_dir(out_dir: Path, identity: dict) -> None:
+    """Refuse to replace the finished model of another cell (a slip of ``--out``)."""
+    model = out_dir / "model.pt"
+    if not model.is_file():
+        return
+    try:
+        found = torch.load(model, map_location="cpu", weights_only=True)["fingerprint"]
+    except Exception:  # unreadable or not ours: not a file to overwrite unasked either
+        found = None
+    if found == identity:
+        return  # the same cell again
+    if not isinstance(found, dict):
+        what = "a file that is not a model of this cell"
+    elif differences(identity, found, CELL):
+        what = f"the model of another cell, {_cell(found)} (this run is {_cell(identity)})"
+    else:
+        wrong = "; ".join(differences(identity, found))
+        what = f"the model of this cell with other settings or data ({wrong})"
+    raise IdentityError(
+        f"{model} is {what}: not replaced. Fix: choose another --out, or pass --force to "
+        "replace it."
+    )
+
+
+def _cell(found: dict) -> str:
+    return "/".join(str(found.get(k)) for k in ("dataset", "regime", "method")) + (
+        f"/seed{found.get('seed')}"
+    )
 
 
 def peak_memory_mb(device: torch.device) -> float:

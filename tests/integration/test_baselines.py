@@ -47,7 +47,7 @@ def config():
 
 
 def _learner(config, method, n_envs, seed=0, **overrides):
-    cfg = resolve_cell(config, "test", "default", method, 0)
+    cfg = resolve_cell(config, "lv", "default", method, 0)
     cfg.update(overrides)
     return learner_class(cfg["learner"])(cfg, 2, n_envs, torch.device("cpu"), seed=seed)
 
@@ -58,7 +58,7 @@ def _mse(pred, batch):
 
 @pytest.mark.parametrize("method", BASELINES)
 def test_train_and_evaluate_cell(method, tmp_path, config, lotka_volterra):
-    cfg = resolve_cell(config, "test", "default", method, 0)
+    cfg = resolve_cell(config, "lv", "default", method, 0)
     cfg["training"]["outer_steps"] = 2
     cfg["training"]["checkpoint_every"] = 1
     train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path)
@@ -344,7 +344,7 @@ def test_ncf_pool_of_itself_is_the_plain_loss(config, lv):
 def test_cli_trains_and_evaluates_a_baseline(tmp_path, config, lotka_volterra):
     from mixer.cli import main
 
-    cfg = resolve_cell(config, "test", "default", "cavia", 0)
+    cfg = resolve_cell(config, "lv", "default", "cavia", 0)
     cfg["training"]["outer_steps"] = 1
     spec = json.dumps(cfg)
     data = str(lotka_volterra[0])

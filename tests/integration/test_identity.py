@@ -55,10 +55,10 @@ def test_metrics_carry_the_cell_fingerprint(trained, capsys):
 
 def test_evaluation_refuses_a_model_of_another_dataset(trained, tmp_path, capsys):
     _, run = trained
-    # The same protocol with another seed: same shapes, other data.
+    # The same dataset's name and protocol with another seed: same shapes, other data.
     spec = make_spec(generator="ode", systems=["lotka_volterra"], seed=1)
     splits, envs, extra = generate(spec)
-    save_dataset(tmp_path / "lv1", splits, envs, {"dataset": "lv1", "generator": spec, **extra})
+    save_dataset(tmp_path / "lv1", splits, envs, {"dataset": "lv", "generator": spec, **extra})
     code = mixer(["evaluate", "--model", str(run / "model.pt"), "--dataset-dir",
                   str(tmp_path / "lv1"), "--out", str(tmp_path / "m.json")])  # fmt: skip
     assert code == 2

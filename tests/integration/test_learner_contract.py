@@ -48,13 +48,11 @@ def test_train_and_evaluate_cell_writes_metrics(learner, tmp_path, lotka_volterr
 def test_a_broken_learner_fails_the_contract(tmp_path, lotka_volterra):
     """`mixer test-learner` on a learner whose training does nothing: FAIL, exit status 1."""
     (tmp_path / "lazy.py").write_text(
-        "from meanfield import MeanField\n\n"
+        "from meanfield import MeanField\n"
+        "from mixer.training import TrainLog\n\n"
         "class Lazy(MeanField):\n"
-        "    def fit(self, batch, *args, **kwargs):\n"
-        "        log = super().fit(batch, *args, **kwargs)\n"
-        "        self.load_state_dict(type(self)(self.cfg, 2, batch.n_envs, self.device, 0)"
-        ".state_dict())\n"
-        "        return log\n"
+        "    def fit(self, batch, checkpoint=None):  # logs outer steps, trains nothing\n"
+        "        return TrainLog(rows=[{'outer_step': i + 1, 'loss': 1.0} for i in range(3)])\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(EXAMPLES)])}
     run = subprocess.run(

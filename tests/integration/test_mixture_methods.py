@@ -49,7 +49,7 @@ def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
     train = cpu_batch(lv, "train", trajectories=2)
     counts = {}
     for method in ("mixer", "mixer-faithful"):
-        cfg = resolve_cell(config, "test", "default", method, 0)
+        cfg = resolve_cell(config, "lv", "default", method, 0)
         learner = learner_class(cfg["learner"])(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)
         learner.fit(train)
         counts[method] = learner.counters()
@@ -60,7 +60,7 @@ def test_mixer_refits_and_faithful_variant_counts_its_skips(config, lv):
 
 
 def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config, lotka_volterra):
-    cfg = resolve_cell(config, "test", "default", "mixer", 0)
+    cfg = resolve_cell(config, "lv", "default", "mixer", 0)
     cfg["training"]["checkpoint_every"] = 1
     runs = []
     for name in ("a", "b"):
@@ -113,7 +113,7 @@ def test_same_seed_gives_identical_metrics_and_resume_continues(tmp_path, config
 
 
 def test_divergence_is_a_status_not_a_crash(tmp_path, config, lotka_volterra):
-    cfg = resolve_cell(config, "test", "default", "single", 0)
+    cfg = resolve_cell(config, "lv", "default", "single", 0)
     cfg["training"]["lr_model"] = 1e6  # blows the rollout up within a few steps
     cfg["training"]["lr_ctx"] = 1e6
     state = train_cell({**cfg, "seed": 0}, lotka_volterra[0], tmp_path)
@@ -128,17 +128,19 @@ def test_divergence_is_a_status_not_a_crash(tmp_path, config, lotka_volterra):
 def test_bad_method_configs_are_rejected(config, lv):
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["learner"] = "mixr"
-    bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
+    bad["datasets"] = {"lv": {"generator": "ode", "systems": ["lotka_volterra"]}}
+    bad["experiments"] = [{"datasets": ["lv"], "methods": ["mixer"]}]
     with pytest.raises(
         ConfigError, match=r"unknown learner 'mixr'\. Valid names: .*moe-gd.*--write-catalog"
     ):
         validate_config(bad)
     bad = json.loads(json.dumps(TINY))
     bad["methods"]["mixer"]["context_dim"] = 5
-    bad["experiments"] = [{"datasets": [], "methods": ["mixer"]}]
+    bad["datasets"] = {"lv": {"generator": "ode", "systems": ["lotka_volterra"]}}
+    bad["experiments"] = [{"datasets": ["lv"], "methods": ["mixer"]}]
     with pytest.raises(ConfigError, match="context_dim 5 is not divisible by n_experts 3"):
         validate_config(bad)
-    cfg = resolve_cell(config, "test", "default", "mixer", 0)
+    cfg = resolve_cell(config, "lv", "default", "mixer", 0)
     cfg["n_experts"], cfg["context_dim"] = 10, 10
     with pytest.raises(ConfigError, match="K=10 experts but only 9 training environments"):
         learner_class("mixer")(cfg, 2, 9, torch.device("cpu"), seed=0)
@@ -166,7 +168,7 @@ def test_context_dim_per_expert_scales_with_the_regimes_k(config):
 
 
 def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterra):
-    cfg = resolve_cell(config, "test", "default", "moe-gd", 0)
+    cfg = resolve_cell(config, "lv", "default", "moe-gd", 0)
     train_cell({**cfg, "seed": 1}, lotka_volterra[0], tmp_path)
     trace = np.load(tmp_path / "routing.npz")
     assert trace["routing"].shape == (3, 9)
@@ -174,7 +176,7 @@ def test_routing_trace_is_saved_every_outer_step(tmp_path, config, lotka_volterr
 
 
 def test_warmup_clone_routes_to_one_expert_then_copies_it_into_all(config, lv):
-    cfg = resolve_cell(config, "test", "default", "mixer", 0)
+    cfg = resolve_cell(config, "lv", "default", "mixer", 0)
     cfg["gate_warmup"], cfg["gate_warmup_clone"] = 6, True  # first refit at inner step 9
     train = cpu_batch(lv, "train", trajectories=2)
     learner = learner_class("mixer")(cfg, 2, train.n_envs, torch.device("cpu"), seed=0)

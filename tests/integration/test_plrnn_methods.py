@@ -59,7 +59,7 @@ def charts(control_charts):
 
 
 def _learner(config, method, n_envs):
-    cfg = resolve_cell(config, "test", "default", method, 0)
+    cfg = resolve_cell(config, "cc", "default", method, 0)
     return learner_class(cfg["learner"])(cfg, 1, n_envs, torch.device("cpu"), seed=0)
 
 
@@ -109,7 +109,7 @@ def test_teacher_forcing_is_annealed_over_outer_steps(config, charts):
 
 
 def test_ode_learners_log_no_sequence_columns(config, charts):
-    cfg = resolve_cell(config, "test", "default", "single", 0)
+    cfg = resolve_cell(config, "cc", "default", "single", 0)
     cfg["backbone"] = "geps"
     train = make_batch(charts, "train", {}, torch.device("cpu")).subset(torch.arange(6))
     learner = learner_class("single")(cfg, 1, train.n_envs, torch.device("cpu"), seed=0)
@@ -122,7 +122,7 @@ def test_ode_learners_log_no_sequence_columns(config, charts):
 def test_plrnn_cell_writes_sequence_and_classification_metrics(
     method, tmp_path, config, control_charts
 ):
-    cfg = resolve_cell(config, "test", "default", method, 0)
+    cfg = resolve_cell(config, "cc", "default", method, 0)
     train_cell({**cfg, "seed": 0}, control_charts[0], tmp_path)
     with open(tmp_path / "train_log.csv") as handle:
         columns = next(csv.reader(handle))
@@ -152,7 +152,8 @@ def test_plrnn_cell_writes_sequence_and_classification_metrics(
 def test_fixed_architecture_baselines_reject_plrnn(learner):
     bad = json.loads(json.dumps(TINY))
     bad["methods"] = {"x": {"learner": learner, "backbone": "plrnn"}}
-    bad["experiments"] = [{"datasets": [], "methods": ["x"]}]
+    bad["datasets"] = {"lv": {"generator": "ode", "systems": ["lotka_volterra"]}}
+    bad["experiments"] = [{"datasets": ["lv"], "methods": ["x"]}]
     with pytest.raises(ConfigError, match=f"learner '{learner}' does not run backbone 'plrnn'"):
         validate_config(bad)
     bad["methods"]["x"] = {"learner": "mixer", "backbone": "lstm"}

@@ -375,3 +375,18 @@ def test_keys_of_another_generator_are_rejected():
     # a filled entry (as the workflow passes it on) validates again: defaults are not "set"
     filled = make_spec(generator="control_charts", train_per_class=3)
     assert make_spec(**filled)["trajectories"]["train"] == 4
+
+
+def test_short_cases_are_named(tmp_path):
+    """Cases of unequal length are cut to the shortest; too short a cut names that case."""
+    rng = np.random.default_rng(4)
+    labels = ["p", "q"] * 4
+    (tmp_path / "rec_TRAIN.ts").write_text(ts_text(signals(rng, 8, 1, 64, 64), labels))
+    (tmp_path / "rec_TEST.ts").write_text(ts_text(signals(rng, 8, 1, 40, 64), labels))
+    paths = [str(tmp_path / "rec_TRAIN.ts"), str(tmp_path / "rec_TEST.ts")]
+    spec = make_spec(generator="eeg", source="ts", paths=paths, sfreq=64, l_freq=None,
+                     h_freq=None, resample=None, n_times=64, train_per_class=2)  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=r"40 samples \(all cut to the shortest, case 1 of .*rec_TEST\.ts\)"
+    ):
+        generate(spec)

@@ -175,6 +175,11 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     load_dataset(meta.parent)
     cell = Path("results/runs/tiny_lv/default/meanfield/seed1")
     (cell / "model.pt").unlink()  # metrics.json stays: they are of a model that is gone
+    # The next run trains that cell again (the models are targets), then scores and tabulates.
+    counts, trained = planned_jobs(workdir)
+    assert trained == {("meanfield", "1")}
+    assert counts == {"train": 1, "evaluate": 1, "aggregate": 1, "claims": 1, "literature": 1,
+                      "plots": 1, "all": 1}  # fmt: skip
     cells = sorted(Path("results/runs").glob("*/*/*/seed*/metrics.json"))
     runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
     reason = runs.set_index(["method", "seed"]).loc[("meanfield", 1), "reason"]
@@ -182,6 +187,16 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     assert (cell / "model.pt").is_file()
     runs = pd.read_csv(write_tables(cells, Path("t"), Path("logs"))["runs"])
     assert set(runs["status"]) == {"ok"}
+
+    # Another dataset's files under a dataset's name: its cells fail, saying so.
+    data = Path("results/data/tiny_lv")
+    for file in Path("results/data/tiny_charts").iterdir():
+        shutil.copy(file, data / file.name)
+    again = snakemake(workdir, "--cores", "2", "--keep-going", *TINY)
+    assert again.returncode != 0
+    log = Path("logs/train/tiny_lv/default/mixer/seed0.log").read_text()
+    assert "holds dataset 'tiny_charts' (its meta.json), not 'tiny_lv'" in log, log[-2000:]
+    assert "Traceback" not in log
 
 
 def planned_jobs(workdir) -> tuple[dict, set]:
@@ -363,6 +378,11 @@ def test_an_edited_recording_regenerates_its_dataset(workdir):
         ts_text(signals(rng, 8, 2, 64, 64.0), ["p", "q"] * 4)
     )
     write()
+    # No experiment, no cell: the default target is the dataset alone (no tables of nothing).
+    plan = snakemake(workdir, "-n")
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", plan.stdout + plan.stderr, re.M))
+    assert plan.returncode == 0 and counts.get("generate_dataset") == "1", plan.stdout
+    assert "aggregate" not in counts and "train" not in counts, plan.stdout
     first = snakemake(workdir, "--cores", "1", "results/data/rec/meta.json")
     assert first.returncode == 0, first.stderr[-3000:]
     hash_before = json.loads((workdir / "results/data/rec/meta.json").read_text())["content_hash"]

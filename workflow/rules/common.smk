@@ -66,12 +66,23 @@ def cell_spec(wildcards):
     return shlex.quote(json.dumps(cell, sort_keys=True))
 
 
-def metrics_targets():
-    """metrics.json of every cell of every experiment, for each of its seeds."""
+def cell_targets(name):
+    """File ``name`` of every cell of every experiment, for each of its seeds."""
     return [
-        f"results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json"
+        f"results/runs/{dataset}/{regime}/{method}/seed{seed}/{name}"
         for dataset, regime, method, seed in experiment_cells(config)
     ]
+
+
+def metrics_targets():
+    return cell_targets("metrics.json")
+
+
+def reference_option():
+    """``--reference NAME`` for `mixer aggregate` when that method is one of the config's
+    (the default, single, may not be: then no comparison, as where it has no cell)."""
+    method = config["reference_method"]
+    return f"--reference {method}" if method in config["methods"] else ""
 
 
 def report_targets():
@@ -85,8 +96,17 @@ def report_targets():
 
 
 def all_targets():
+    """Datasets, then every cell's scores and model, then the tables and figures.
+
+    The models are targets too: a model.pt deleted after scoring is trained again (and scored,
+    and the tables rebuilt), not left behind tables that still call it ok. A config without
+    cells (``experiments: []``) generates its datasets only.
+    """
     datasets = [f for dataset in config["datasets"] for f in dataset_files(dataset)]
-    return datasets + metrics_targets() + report_targets()
+    cells = metrics_targets()
+    if not cells:
+        return datasets
+    return datasets + cells + cell_targets("model.pt") + report_targets()
 
 
 def partial_report():
@@ -101,7 +121,7 @@ def partial_report():
 
     runs = rules.aggregate.output.runs
     tables, figures = Path(runs).parent, Path(rules.plots.output[0]).parent
-    aggregate = ["aggregate", "--reference", config["reference_method"]]
+    aggregate = ["aggregate", *reference_option().split()]
     literature = ["literature", "--runs", runs, "--anchors", config["literature"]]
     claims = ["claims", "--runs", runs, "--claims", json.dumps(config["claims"])]
     commands = [

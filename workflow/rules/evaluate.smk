@@ -20,8 +20,10 @@ rule evaluate:
         runtime=60,
     params:
         code=code("evaluate"),
+        dataset=dataset_spec,
     message:
         "Evaluating {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
     shell:
         "mixer evaluate --model {input.model} --dataset-dir $(dirname {input.meta})"
+        " --dataset-spec {params.dataset}"
         " --out {output.metrics} > {log} 2>&1"

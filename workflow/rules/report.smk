@@ -24,11 +24,11 @@ rule aggregate:
     threads: 1
     params:
         code=code("aggregate"),
-        reference=config["reference_method"],
+        reference=reference_option(),
     message:
         "Aggregating every expected cell into tables"
     shell:
-        "mixer aggregate --reference {params.reference} --out-dir $(dirname {output.runs})"
+        "mixer aggregate {params.reference} --out-dir $(dirname {output.runs})"
         " {input.metrics} > {log} 2>&1"
 
 

@@ -25,10 +25,12 @@ rule train:
         gpu=config["gpus_per_training_job"],
     params:
         spec=cell_spec,
+        dataset=dataset_spec,
         code=code("train"),
     message:
         "Training {wildcards.method} on {wildcards.dataset} ({wildcards.regime}), seed {wildcards.seed}"
         " [gpu={resources.gpu}, mem_mb={resources.mem_mb}, runtime={resources.runtime} min]"
     shell:
         "mixer train --spec {params.spec} --dataset-dir $(dirname {input.meta})"
+        " --dataset-spec {params.dataset}"
         " --out $(dirname {output.model}) > {log} 2>&1"
