@@ -46,7 +46,9 @@ def code(rule):
 
     def code_of_job(wildcards):
         job = dict(wildcards.items())
-        return rule_code_hash(config, rule, job.get("dataset", ""), job.get("method", ""))
+        return rule_code_hash(
+            config, rule, job.get("dataset", ""), job.get("method", "")
+        )
 
     return code_of_job
 
