@@ -70,12 +70,6 @@ class Registry:
     def __iter__(self):
         return iter(self.names())
 
-    def __contains__(self, name: str) -> bool:
-        return name in self.names()
-
-    def __getitem__(self, name: str):
-        return self.get(name)
-
     def items(self) -> list[tuple[str, object]]:
         return [(name, self.entries[name]) for name in self.names()]
 

@@ -73,14 +73,6 @@ def _package_of(path: Path) -> str:
     return ".".join(parts)
 
 
-def _roots_of(name: str) -> list[tuple[str, Path]]:
-    """(module name, folder of its top package) for the modules a name and its parents open."""
-    top = name.split(".")[0]
-    if top == "mixer":
-        return [(name, PACKAGE_DIR.parent)]
-    return []
-
-
 @cache
 def closure(*entries: tuple[str, Path]) -> tuple[tuple[str, Path], ...]:
     """Every source file reached from ``entries`` ((module name, root folder) pairs), as
@@ -99,9 +91,11 @@ def closure(*entries: tuple[str, Path]) -> tuple[tuple[str, Path], ...]:
                 continue
             seen[path] = str(path.relative_to(root))
             for imported in _imported_names(path):
-                if imported.split(".")[0] == parts[0]:
+                top = imported.split(".")[0]
+                if top == parts[0]:  # within the same package (the suite's, or a user's)
                     todo.append((imported, root))
-                todo.extend(_roots_of(imported))
+                elif top == "mixer":  # a user's module importing the suite
+                    todo.append((imported, PACKAGE_DIR.parent))
     return tuple(sorted((name, path) for path, name in seen.items()))
 
 
