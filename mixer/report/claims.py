@@ -31,7 +31,8 @@ import pandas as pd
 from mixer.errors import ConfigError
 
 # _finite: the metric's finite values of some cells indexed by seed, as the summary uses them.
-from mixer.report.summary import _finite, higher_is_better, paired_difference, t_interval
+from mixer.report.statistics import higher_is_better, paired_difference, t_interval
+from mixer.report.summary import _finite
 
 SUPPORTED = "supported"
 NOT_SUPPORTED = "not supported"

@@ -1,7 +1,12 @@
-"""Summary tables of runs.csv: per dataset × regime × method, status counts, mean, sample std
-and a 95% confidence interval over the ok seeds, a paired comparison of every method with a
-reference method, and the markdown / LaTeX renderings (best in bold only where the intervals
-separate). :mod:`mixer.report.aggregate` reads the cells and writes the files.
+"""Summary tables of runs.csv: per dataset × regime × method, status counts, the centre and a
+95% confidence interval of every metric over the ok seeds, a paired comparison of every method
+with a reference method, and the markdown / LaTeX renderings (best in bold only where the
+intervals separate). :mod:`mixer.report.aggregate` reads the cells and writes the files.
+
+Errors span decades (one seed at 1e-4, another at 1e-2), so they are aggregated on log10: the
+geometric mean with the Student-t interval of the mean of log10, back-transformed (a bound is
+never ≤ 0), and compared with the reference as ratios. Scores in [0, 1] (purity, ARI,
+accuracy), times and counts stay linear: arithmetic mean and t-interval.
 """
 
 from __future__ import annotations
@@ -11,39 +16,44 @@ import re
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+
+from mixer.report.statistics import (
+    centre_and_interval,
+    higher_is_better,
+    log10_positive,
+    on_log_scale,
+    paired_difference,
+)
 
 GROUP = ["dataset", "regime", "method"]
 IDENTITY = [*GROUP, "seed"]
 STATUSES = ["ok", "diverged", "failed", "stale", "missing"]
-# Shown in summary.md/.tex when present, in this order; other numeric metrics are in summary.csv.
+# Shown in summary.md/.tex when present, in this order (few, so that a dataset's table fits on
+# one screen); every other numeric metric (medians, absolute MSE, ...) is in summary.csv.
 KEY_METRICS = [
     "rel_mse_id",
     "rel_mse_ood",
-    "rel_mse_id_median",
-    "rel_mse_ood_median",
-    "mse_id",
-    "mse_ood",
     "routing_purity",
-    "routing_ari",
     "context_kmeans_ari",
     "seconds_per_outer_step",
 ]
 # Metrics that join the key ones whenever a run reports them (EEG / time-series scores).
 EXTRA_KEY = re.compile(r"accuracy|^routing_ari_")
-HIGHER_IS_BETTER = {"purity", "ari", "nmi", "accuracy"}
+# A seed whose error is at least this many times its cell's median (on log10) is named in notes.
+BLOWN_UP = 100.0
+# The errors checked for blown-up seeds, in the order a seed's note names the first one.
+BLOWN_UP_METRICS = ["rel_mse_id", "rel_mse_ood", "mse_id", "mse_ood"]
 # Columns of runs.csv that describe the cell rather than measure it (never averaged).
 NOT_METRICS = {"seed", "status", "reason", "run_dir"}
-CONFIDENCE = 0.95
 # Default method every other one is compared with, seed by seed (config key reference_method).
 REFERENCE = "single"
 # Below this many seed pairs a paired p-value is computed (summary.csv) but not claimed.
 MIN_PAIRS = 5
 
 
-def higher_is_better(metric: str) -> bool:
-    """Purity, ARI, NMI and accuracies are better high; errors, time and memory low."""
-    return bool(HIGHER_IS_BETTER & set(metric.split("_")))
+def centre(metric: str) -> str:
+    """The summary.csv column of a metric's centre: ``_gmean`` for errors, else ``_mean``."""
+    return f"{metric}_gmean" if on_log_scale(metric) else f"{metric}_mean"
 
 
 def metric_columns(runs: pd.DataFrame) -> list[str]:
@@ -66,36 +76,27 @@ def key_metrics(runs: pd.DataFrame) -> list[str]:
     return [m for m in KEY_METRICS if m in present] + extra
 
 
-def t_interval(values: np.ndarray, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """Student-t confidence interval of the mean: mean ± t_{(1+c)/2, n-1} · std / √n.
+def blown_up_seeds(cells: pd.DataFrame) -> list[str]:
+    """'seed s metric value' of every seed whose error is ≥ BLOWN_UP × its cell's median.
 
-    ``std`` is the sample standard deviation (ddof 1); (NaN, NaN) with fewer than two values.
+    The median is taken on log10 (for two seeds: their geometric mean), so that one seed at
+    1e6 beside one at 1e-2 is caught, which an arithmetic median of two values cannot do. A
+    seed is named once, for the first error of ``BLOWN_UP_METRICS`` that flags it.
     """
-    values = np.asarray(values, dtype=float)
-    n = len(values)
-    if n < 2:
-        return math.nan, math.nan
-    mean = float(values.mean())
-    half = stats.t.ppf((1 + confidence) / 2, n - 1) * values.std(ddof=1) / math.sqrt(n)
-    return mean - float(half), mean + float(half)
-
-
-def paired_difference(values: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
-    """(mean of values − reference, two-sided paired t-test p-value) of seed-aligned arrays.
-
-    The p-value is ``scipy.stats.ttest_rel``'s. NaN difference without pairs; NaN p-value
-    with fewer than two pairs, and where the differences have no spread (equal up to
-    rounding, e.g. deterministic timings): the t statistic is then undefined, not infinite.
-    """
-    values, reference = np.asarray(values, dtype=float), np.asarray(reference, dtype=float)
-    if len(values) == 0:
-        return math.nan, math.nan
-    differences = values - reference
-    diff = float(differences.mean())
-    spread = differences.max() - differences.min()
-    if len(values) < 2 or spread <= 1e-9 * max(np.abs(values).max(), np.abs(reference).max()):
-        return diff, math.nan
-    return diff, float(stats.ttest_rel(values, reference).pvalue)
+    named, notes = set(), []
+    for metric in BLOWN_UP_METRICS:
+        if metric not in cells.columns:
+            continue
+        values = _finite(cells, metric)
+        if len(values) < 2:
+            continue
+        logs = pd.Series(log10_positive(values.to_numpy()), index=values.index)
+        flagged = logs[logs - logs.median() >= math.log10(BLOWN_UP)]
+        for seed in flagged.index:
+            if seed not in named:
+                named.add(seed)
+                notes.append(f"seed {seed} {metric} {values[seed]:.2g}")
+    return notes
 
 
 def _finite(cells: pd.DataFrame, metric: str) -> pd.Series:
@@ -107,28 +108,34 @@ def _finite(cells: pd.DataFrame, metric: str) -> pd.Series:
 
 def _versus_reference(ok: pd.DataFrame, reference_ok: pd.DataFrame | None, metric: str) -> dict:
     """``{metric}_vs_ref_{diff,p,n}``: the cells of one method paired by seed with the
-    reference's, both ok (null when there is no reference to compare with)."""
+    reference's, both ok (null when there is no reference to compare with). For errors the
+    difference and the test are on log10 (``diff`` is log10 of the ratio method/reference)."""
     names = [f"{metric}_vs_ref_{part}" for part in ("diff", "p", "n")]
     if reference_ok is None:
         return dict.fromkeys(names, math.nan)
     pairs = pd.concat(
         [_finite(ok, metric), _finite(reference_ok, metric)], axis=1, join="inner"
     ).dropna()
-    diff, p = paired_difference(pairs.iloc[:, 0], pairs.iloc[:, 1])
+    ours, theirs = pairs.iloc[:, 0].to_numpy(float), pairs.iloc[:, 1].to_numpy(float)
+    if on_log_scale(metric):
+        ours, theirs = log10_positive(ours), log10_positive(theirs)
+    diff, p = paired_difference(ours, theirs)
     return dict(zip(names, (diff, p, len(pairs)), strict=True))
 
 
 def summarize(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
     """Per dataset × regime × method: status counts, then statistics of every metric.
 
-    Only cells with status ``ok`` enter them: ``mean``; ``std``, the sample standard deviation
-    (ddof = 1, NaN with fewer than two values); ``n``, how many seeds a metric averages;
-    ``ci_low``/``ci_high``, the 95% Student-t interval of the mean (``t_interval``, NaN when
-    n < 2). For the key metrics, the method against ``reference`` of the same dataset and
-    regime, paired by seed over the seeds where both cells are ok: ``vs_ref_diff`` (mean of
-    method − reference), ``vs_ref_p`` (paired t-test, ``scipy.stats.ttest_rel``) and
-    ``vs_ref_n`` (pairs); null for the reference itself and where it has no cell. The
-    ``reference`` column names the method compared with (empty where none).
+    Only cells with status ``ok`` enter them. Errors (``on_log_scale``): ``gmean``, the
+    geometric mean; ``log10_std``, the sample std of log10 (ddof = 1); others: ``mean`` and
+    ``std``. Every metric: ``n``, how many seeds it averages; ``ci_low``/``ci_high``, the 95%
+    Student-t interval of the mean (of log10 for errors, back-transformed; NaN when n < 2).
+    For the key metrics, the method against ``reference`` of the same dataset and regime,
+    paired by seed over the seeds where both cells are ok: ``vs_ref_diff`` (mean of method −
+    reference; of log10 method − log10 reference for errors), ``vs_ref_p`` (paired t-test,
+    ``scipy.stats.ttest_rel``, on the same scale) and ``vs_ref_n`` (pairs); null for the
+    reference itself and where it has no cell. The ``reference`` column names the method
+    compared with (empty where none); ``blown_up`` names the seeds of ``blown_up_seeds``.
     """
     metrics = metric_columns(runs)
     compared = set(key_metrics(runs))
@@ -141,12 +148,13 @@ def summarize(runs: pd.DataFrame, reference: str = REFERENCE) -> pd.DataFrame:
         ok = group[group["status"] == "ok"]
         reference_ok = _reference_cells(runs, row, reference)
         row["reference"] = reference if reference_ok is not None else ""
+        row["blown_up"] = "; ".join(blown_up_seeds(ok))
         for metric in metrics:
             values = _finite(ok, metric).to_numpy()
-            row[f"{metric}_mean"] = float(values.mean()) if len(values) else math.nan
-            row[f"{metric}_std"] = float(values.std(ddof=1)) if len(values) > 1 else math.nan
+            spread = f"{metric}_log10_std" if on_log_scale(metric) else f"{metric}_std"
+            row[centre(metric)], row[spread], low, high = centre_and_interval(metric, values)
             row[f"{metric}_n"] = len(values)
-            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = t_interval(values)
+            row[f"{metric}_ci_low"], row[f"{metric}_ci_high"] = low, high
             if metric in compared:
                 row.update(_versus_reference(ok, reference_ok, metric))
         rows.append(row)
@@ -180,7 +188,7 @@ def best_rows(summary: pd.DataFrame, metric: str) -> set[int]:
     methods have a value.
     """
     best = set()
-    mean, low, high = (f"{metric}_{part}" for part in ("mean", "ci_low", "ci_high"))
+    mean, low, high = centre(metric), f"{metric}_ci_low", f"{metric}_ci_high"
     for _, group in summary.groupby(["dataset", "regime"], sort=False):
         competing = group[group[f"{metric}_n"] >= 1]
         if len(competing) < 2 or (competing[f"{metric}_n"] < 2).any():
@@ -201,12 +209,12 @@ def _number(value: float, digits: int = 3) -> str:
 
 
 def _cell_text(row, metric: str) -> tuple[str, str]:
-    """(value text, footnote) of one summary cell: 'mean [ci_low, ci_high]' (the mean alone
-    for one seed), '—' when nothing to average."""
+    """(value text, footnote) of one summary cell: 'centre [ci_low, ci_high]' (the centre
+    alone for one seed), '—' when nothing to average."""
     n = int(row[f"{metric}_n"])
     if n == 0:
         return "—", ""
-    mean, low, high = (row[f"{metric}_{part}"] for part in ("mean", "ci_low", "ci_high"))
+    mean, low, high = row[centre(metric)], row[f"{metric}_ci_low"], row[f"{metric}_ci_high"]
     text = _number(mean)
     if n > 1:
         if high - low <= 1e-9 * abs(mean):  # equal seeds, up to rounding
@@ -216,12 +224,13 @@ def _cell_text(row, metric: str) -> tuple[str, str]:
 
 
 def _paired_text(row, metric: str) -> str:
-    """'diff (p=…, n=k)' of one method against the reference; 'n < 5' instead of a p-value
-    with fewer pairs, '—' without pairs."""
+    """'diff (p=…, n=k)' of one method against the reference ('×ratio' for errors); 'n < 5'
+    instead of a p-value with fewer pairs, '—' without pairs."""
     n = row[f"{metric}_vs_ref_n"]
     if pd.isna(n) or n == 0:
         return "—"
-    text = f"{row[f'{metric}_vs_ref_diff']:+.3g}"
+    diff = row[f"{metric}_vs_ref_diff"]
+    text = f"×{10.0**diff:.3g}" if on_log_scale(metric) else f"{diff:+.3g}"
     if n < MIN_PAIRS:
         return f"{text} (n < {MIN_PAIRS}: {n} pairs)"
     p = row[f"{metric}_vs_ref_p"]
@@ -231,6 +240,9 @@ def _paired_text(row, metric: str) -> str:
 
 def _notes(row) -> str:
     parts = [f"{row[s]} {s}" for s in STATUSES[1:] if row.get(s, 0)]
+    blown = row.get("blown_up")
+    if isinstance(blown, str) and blown:
+        parts.append(f"blown-up: {blown}")
     return ", ".join(parts)
 
 
@@ -249,9 +261,13 @@ def _markdown_header(reference: str) -> list[str]:
     return [
         "# Summary",
         "",
-        "Mean and 95% confidence interval `[low, high]` over the seeds whose cell has status",
-        "`ok` (Student t: mean ± t(0.975, n−1)·std/√n with the sample std; the mean alone for",
-        "one seed). **Bold**: the best method of a dataset and regime, only where its interval",
+        "Centre and 95% confidence interval `[low, high]` over the seeds whose cell has status",
+        "`ok`. Errors (`*mse*`, `*loss*`) are on the log scale they live on: the geometric mean",
+        "and the Student-t interval of the mean of log10, back-transformed (m ± t(0.975, n−1)·s/√n",
+        "on log10 values; never a bound ≤ 0). Purity, ARI, accuracy and times: the arithmetic",
+        "mean and the same interval on the values. One seed: the value alone. A seed whose error",
+        f"is ≥ {BLOWN_UP:g}× its cell's median (on log10) is named in `notes` as `blown-up`, and",
+        "kept. **Bold**: the best method of a dataset and regime, only where its interval",
         "overlaps no other method's interval (each over at least two seeds); otherwise no value",
         "is bold. Lower is better for errors and time, higher for purity, ARI, NMI and accuracy.",
         "`(n=k)`: the value averages k of the cell's seeds; `—`: no value. `ok/total` counts the",
@@ -259,10 +275,13 @@ def _markdown_header(reference: str) -> list[str]:
         "current model) and missing (not run) cells are listed in `notes`. summary.csv also has",
         "the std of every metric.",
         "",
-        f"Paired comparison against `{reference}`: per dataset and regime, each method's mean",
-        f"difference (method − {reference}) over the seeds where both cells are `ok`, with the",
-        f"paired t-test p-value and the number of pairs; `n < {MIN_PAIRS}`: too few pairs to claim",
-        f"a p-value (summary.csv has it). No comparison where `{reference}` has no cell.",
+        f"Paired comparison against `{reference}`: per dataset and regime, each method against",
+        f"`{reference}` over the seeds where both cells are `ok`: for errors the ratio",
+        f"`×r` = 10^mean(log10 method − log10 {reference}) (below 1: lower error), otherwise the",
+        f"mean difference (method − {reference}); with the paired t-test p-value (on log10 for",
+        f"errors) and the number of pairs; `n < {MIN_PAIRS}`: too few pairs to claim a p-value",
+        f"(summary.csv has it). No comparison where `{reference}` has no cell. Columns without",
+        "any value in a dataset are left out of its table.",
     ]
 
 
@@ -284,27 +303,33 @@ def _paired_table(group: pd.DataFrame, metrics: list[str], reference: str) -> li
     return lines
 
 
+def _metrics_with_values(group: pd.DataFrame, metrics: list[str]) -> list[str]:
+    """The metrics some row of a dataset has a value of (one screen: no all-'—' columns)."""
+    return [m for m in metrics if (group[f"{m}_n"] > 0).any()]
+
+
 def to_markdown(summary: pd.DataFrame, metrics: list[str], reference: str = REFERENCE) -> str:
     lines = _markdown_header(reference)
-    header = ["regime", "method", "ok/total", *metrics, "notes"]
-    current = None
+    current, shown = None, metrics
     for row, cells in table_rows(summary, metrics):
         if row["dataset"] != current:
             if current is not None:
-                lines += _paired_table(summary[summary["dataset"] == current], metrics, reference)
+                lines += _paired_table(summary[summary["dataset"] == current], shown, reference)
             current = row["dataset"]
+            shown = _metrics_with_values(summary[summary["dataset"] == current], metrics)
+            header = ["regime", "method", "ok/total", *shown, "notes"]
             lines += ["", f"## {current}", ""]
             lines.append("| " + " | ".join(header) + " |")
-            lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(metrics) + ["---"]) + "|")
+            lines.append("|" + "|".join(["---"] * 3 + ["---:"] * len(shown) + ["---"]) + "|")
         values = [row["regime"], row["method"], f"{row['ok']}/{row['cells']}"]
-        for metric in metrics:
+        for metric in shown:
             text, note, bold = cells[metric]
             text = f"**{text}**" if bold else text
             values.append(f"{text} ({note})" if note else text)
         values.append(_notes(row))
         lines.append("| " + " | ".join(values) + " |")
     if current is not None:
-        lines += _paired_table(summary[summary["dataset"] == current], metrics, reference)
+        lines += _paired_table(summary[summary["dataset"] == current], shown, reference)
     if summary.empty:
         lines += ["", "No cells."]
     return "\n".join(lines) + "\n"
@@ -319,7 +344,8 @@ def _tex(text: str) -> str:
 def to_latex(summary: pd.DataFrame, metrics: list[str]) -> str:
     header = ["dataset", "regime", "method", "ok/total", *metrics, "notes"]
     lines = [
-        "% mean [95% Student-t confidence interval] over the seeds with status ok; bold: best",
+        "% centre [95% Student-t confidence interval] over the seeds with status ok (errors:",
+        "% geometric mean, interval of the mean of log10 back-transformed); bold: best",
         "% per dataset and regime, only where its interval overlaps no other method's;",
         "% (n=k): averaged over k seeds; written by `mixer aggregate` (needs booktabs).",
         r"\begin{tabular}{llll" + "r" * len(metrics) + "l}",

@@ -6,13 +6,14 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
 from mixer.errors import MixerError
 from mixer.report.aggregate import cell_identity, write_tables
-from mixer.report.summary import higher_is_better
+from mixer.report.statistics import higher_is_better
 from tests.unit.fake_cells import write_cells, write_seed_cells
 
 
@@ -113,15 +114,21 @@ def test_summary_means_stds_counts(cells):
     mixer, single = row.loc[("toy", "mixer")], row.loc[("toy", "single")]
     assert (mixer["cells"], mixer["ok"], mixer["diverged"], mixer["missing"]) == (4, 2, 1, 1)
     assert (single["ok"], single["failed"], single["missing"]) == (3, 1, 0)
-    assert mixer["rel_mse_id_mean"] == pytest.approx(0.2)
-    assert mixer["rel_mse_id_std"] == pytest.approx(math.sqrt(0.02))  # sample std, ddof 1
+    # Errors: geometric mean and the sample std of log10 (ddof 1): 0.1, 0.3 -> √0.03 and
+    # |log10 3| / √2 = 0.47712 / 1.41421.
+    assert mixer["rel_mse_id_gmean"] == pytest.approx(math.sqrt(0.03))
+    assert mixer["rel_mse_id_log10_std"] == pytest.approx(0.337376, abs=1e-6)
+    assert "rel_mse_id_mean" not in row.columns and "rel_mse_id_std" not in row.columns
     assert mixer["rel_mse_id_n"] == 2
-    assert single["rel_mse_id_mean"] == pytest.approx(0.6)
-    assert single["rel_mse_id_std"] == pytest.approx(0.1)
-    assert single["rel_mse_ood_std"] == pytest.approx(0.0)
+    assert single["rel_mse_id_gmean"] == pytest.approx(0.21 ** (1 / 3))  # (0.5·0.7·0.6)^⅓
+    assert single["rel_mse_ood_log10_std"] == pytest.approx(0.0)
+    # Scores and times stay linear: arithmetic mean and sample std.
+    assert single["seconds_per_outer_step_mean"] == 0.25
+    assert mixer["routing_purity_std"] >= 0 and "routing_purity_gmean" not in row.columns
     assert single["context_kmeans_ari_n"] == 0 and math.isnan(single["context_kmeans_ari_mean"])
     solo = row.loc[("solo", "mixer")]
-    assert solo["ok"] == 2 and solo["missing"] == 2 and solo["rel_mse_id_mean"] == 0.2
+    assert solo["ok"] == 2 and solo["missing"] == 2
+    assert solo["rel_mse_id_gmean"] == pytest.approx(0.2)
 
 
 def test_summary_markdown_bold_and_counts(cells):
@@ -139,10 +146,10 @@ def test_summary_markdown_bold_and_counts(cells):
     mixer, single = cells_of["mixer"], cells_of["single"]
     assert mixer["ok/total"] == "2/4" and single["ok/total"] == "3/4"
     assert mixer["notes"] == "1 diverged, 1 missing" and single["notes"] == "1 failed"
-    # Mean [95% interval]; "(n=k)" when fewer seeds than cells. The better means (mixer's
+    # Centre [95% interval]; "(n=k)" when fewer seeds than cells. The better centres (mixer's
     # rel_mse_id and purity, single's rel_mse_ood) are not bold: the intervals overlap.
-    assert mixer["rel_mse_id"] == "0.2 [-1.1, 1.5] (n=2)"
-    assert single["rel_mse_id"] == "0.6 [0.35, 0.85] (n=3)"
+    assert mixer["rel_mse_id"] == "0.173 [0.00016, 1.9e+02] (n=2)"
+    assert single["rel_mse_id"] == "0.594 [0.39, 0.9] (n=3)"
     assert single["rel_mse_ood"] == "0.2 [0.2, 0.2] (n=3)"
     assert "**" not in mixer["routing_purity"] + single["routing_purity"]
     # Timings equal over seeds: degenerate intervals that separate, lower is better.
@@ -155,7 +162,7 @@ def test_summary_markdown_bold_and_counts(cells):
     assert "**" not in solo and "2/4" in solo and "2 missing" in solo
     latex = (root / "tables" / "summary.tex").read_text()
     assert r"\textbf{0.25 [0.25, 0.25]} (n=3)" in latex and r"rel\_mse\_id" in latex
-    assert "0.2 [-1.1, 1.5] (n=2)" in latex and "95% Student-t" in latex
+    assert "0.173 [0.00016, 1.9e+02] (n=2)" in latex and "95% Student-t" in latex
     assert "1 diverged, 1 missing" in latex
 
 
@@ -163,15 +170,19 @@ def test_confidence_interval_by_hand(cells, tmp_path):
     root, expected, logs = cells
     summary = pd.read_csv(write_tables(expected, root / "tables", logs)["summary"])
     row = summary.set_index(["dataset", "method"])
-    # single: 0.5, 0.7, 0.6 -> mean 0.6, std 0.1; t(0.975, 2) = 4.3027 (t table):
-    # 0.6 ± 4.3027 × 0.1 / √3 = 0.6 ± 0.24841.
+    # Errors, on log10. single: 0.5, 0.7, 0.6 -> log10 −0.30103, −0.15490, −0.22185: mean
+    # −0.22593, std 0.073149; t(0.975, 2) = 4.3027 (t table): −0.22593 ± 0.18171, so
+    # [10^−0.40764, 10^−0.04422] = [0.39117, 0.90320].
     single = row.loc[("toy", "single")]
-    assert single["rel_mse_id_ci_low"] == pytest.approx(0.35159, abs=1e-5)
-    assert single["rel_mse_id_ci_high"] == pytest.approx(0.84841, abs=1e-5)
-    # mixer: 0.1, 0.3 -> mean 0.2, std √0.02; t(0.975, 1) = 12.706: 0.2 ± 12.706 × 0.1.
+    assert single["rel_mse_id_ci_low"] == pytest.approx(0.39117, abs=1e-5)
+    assert single["rel_mse_id_ci_high"] == pytest.approx(0.90320, abs=1e-5)
+    # mixer: 0.1, 0.3 -> log10 −1, −0.52288: mean −0.76144, std 0.33738; t(0.975, 1) =
+    # 12.706: −0.76144 ± 3.0311 -> [10^−3.7925, 10^2.2697]: a wide interval, never below 0.
     mixer = row.loc[("toy", "mixer")]
-    assert mixer["rel_mse_id_ci_low"] == pytest.approx(-1.0706, abs=1e-4)
-    assert mixer["rel_mse_id_ci_high"] == pytest.approx(1.4706, abs=1e-4)
+    assert mixer["rel_mse_id_ci_low"] == pytest.approx(1.612e-4, rel=1e-3)
+    assert mixer["rel_mse_id_ci_high"] == pytest.approx(186.1, rel=1e-3)
+    # Linear for times: mixer's 0.5, 0.5 give [0.5, 0.5].
+    assert mixer["seconds_per_outer_step_ci_low"] == pytest.approx(0.5)
     # One seed: no interval (null in summary.csv), the mean alone in summary.md.
     one = write_seed_cells(tmp_path / "one", "toy", {"a": {0: 0.3}, "b": {0: 0.1, 1: 0.2}})
     paths = write_tables(one, tmp_path / "one" / "tables", reference="b")
@@ -196,9 +207,9 @@ def test_paired_comparison_against_scipy(tmp_path):
     paths = write_tables(expected, tmp_path / "tables")
     row = pd.read_csv(paths["summary"]).set_index("method").loc["mixer"]
     ours, theirs = [0.30, 0.25, 0.41, 0.22, 0.35], [0.40, 0.31, 0.38, 0.30, 0.52]
-    p = stats.ttest_rel(ours, theirs).pvalue
-    # (−0.10 − 0.06 + 0.03 − 0.08 − 0.17) / 5 = −0.076
-    assert row["rel_mse_id_vs_ref_diff"] == pytest.approx(-0.076)
+    # Errors are paired on log10: mean of log10(ours / theirs) = −0.098399, a ratio ×0.797.
+    p = stats.ttest_rel(np.log10(ours), np.log10(theirs)).pvalue
+    assert row["rel_mse_id_vs_ref_diff"] == pytest.approx(-0.0983988, abs=1e-6)
     assert row["rel_mse_id_vs_ref_p"] == pytest.approx(p)
     assert row["rel_mse_id_vs_ref_n"] == 5 and row["reference"] == "single"
     # Equal differences over the seeds (timings): no spread, no p-value.
@@ -208,7 +219,7 @@ def test_paired_comparison_against_scipy(tmp_path):
     assert math.isnan(reference["rel_mse_id_vs_ref_n"])  # the reference is not compared
     text = paths["markdown"].read_text()
     cells = _md_row(text, "mixer", "### Paired comparison against single")
-    assert cells[2] == f"-0.076 (p={p:.2g}, n=5)" and "n < 5" not in text.split("## toy")[1]
+    assert cells[2] == f"×0.797 (p={p:.2g}, n=5)" and "n < 5" not in text.split("## toy")[1]
     assert cells[-1] == "+0.25 (p undefined, n=5)"  # seconds_per_outer_step
 
 
@@ -216,7 +227,8 @@ def test_fewer_than_five_pairs_claim_no_p_value(cells):
     root, expected, logs = cells
     text = write_tables(expected, root / "tables", logs)["markdown"].read_text()
     cells = _md_row(text, "mixer", "### Paired comparison against single")
-    assert cells[2] == "-0.4 (n < 5: 2 pairs)"  # rel_mse_id: mixer seeds 0, 1 vs single's
+    # rel_mse_id: mixer 0.1, 0.3 vs single 0.5, 0.7 (seeds 0, 1): √(0.03 / 0.35) = 0.29277
+    assert cells[2] == "×0.293 (n < 5: 2 pairs)"
     assert "p=" not in text
 
 
@@ -250,9 +262,11 @@ def test_bold_only_where_the_intervals_separate(tmp_path):
     expected = [p for name, case in cases.items() for p in write_seed_cells(tmp_path, name, case)]
     text = write_tables(expected, tmp_path / "tables", reference="b")["markdown"].read_text()
     sections = {part.split("\n")[0]: part for part in text.split("\n## ")[1:]}
-    assert _md_row(sections["clear"], "a")[3] == "**0.11 [0.085, 0.13]**"
+    # On log10 (geometric mean, back-transformed t-interval): a [0.087, 0.14] vs b [0.49, 0.54].
+    assert _md_row(sections["clear"], "a")[3] == "**0.11 [0.087, 0.14]**"
     assert "**" not in _md_row(sections["clear"], "b")[3]
-    assert _md_row(sections["close"], "a")[3] == "0.2 [-0.048, 0.45]"
+    # a: 0.182 [0.046, 0.72] overlaps b: 0.297 [0.2, 0.45]; c: 0.66 [0.046, 9.5] overlaps a.
+    assert _md_row(sections["close"], "a")[3] == "0.182 [0.046, 0.72]"
     assert "**" not in sections["close"] + sections["wide"]
 
 
@@ -276,3 +290,34 @@ def test_cli_reads_a_cells_file_and_rejects_other_paths(cells, capsys):
     assert "### Paired comparison against mixer" in (out / "summary.md").read_text()
     assert main(["aggregate", "--out-dir", str(out), str(root / "metrics.json")]) == 2
     assert "not a cell's metrics file" in capsys.readouterr().err
+
+
+def test_errors_average_on_the_log_scale(tmp_path):
+    # Errors 1e-4 and 1e-2: geometric mean 1e-3 (the arithmetic mean would be 5.05e-3), and an
+    # interval 10^(−3 ± 12.706 · √2 / √2) that stays above 0.
+    expected = write_seed_cells(tmp_path, "toy", {"a": {0: 1e-4, 1: 1e-2}})
+    paths = write_tables(expected, tmp_path / "tables", reference="a")
+    row = pd.read_csv(paths["summary"]).iloc[0]
+    assert row["rel_mse_id_gmean"] == pytest.approx(1e-3)
+    assert row["rel_mse_id_ci_low"] == pytest.approx(10 ** (-3 - 12.7062), rel=1e-3)
+    assert row["rel_mse_id_ci_high"] == pytest.approx(10 ** (-3 + 12.7062), rel=1e-3)
+    assert "| default | a | 2/2 | 0.001 [" in paths["markdown"].read_text()
+
+
+def test_a_blown_up_seed_is_named_and_kept(tmp_path):
+    cases = {
+        # Two seeds: 1.1e6 is 1.05e4 × their log-median (geometric mean 104.9).
+        "two": {"a": {0: 1.1e6, 1: 1e-2}},
+        # Three seeds: 1.1e6 is 7.3e5 × the median 1.5; 2e-2, far below it, is not named.
+        "three": {"a": {0: 2e-2, 1: 1.1e6, 2: 1.5}},
+        "calm": {"a": {0: 1e-2, 1: 5e-1}},  # 50× apart: neither is 100× their median
+    }
+    expected = [p for name, case in cases.items() for p in write_seed_cells(tmp_path, name, case)]
+    paths = write_tables(expected, tmp_path / "tables", reference="a")
+    summary = pd.read_csv(paths["summary"]).set_index("dataset")
+    assert summary.loc["two", "blown_up"] == "seed 0 rel_mse_id 1.1e+06"
+    assert summary.loc["three", "blown_up"] == "seed 1 rel_mse_id 1.1e+06"
+    assert pd.isna(summary.loc["calm", "blown_up"])
+    assert summary.loc["three", "rel_mse_id_n"] == 3  # named, never dropped
+    text = paths["markdown"].read_text()
+    assert "blown-up: seed 1 rel_mse_id 1.1e+06" in text.split("## three")[1]

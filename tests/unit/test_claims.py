@@ -19,7 +19,7 @@ from mixer.report.claims import (
     judge_claims,
 )
 from mixer.report.claims_files import read_runs, write_claims
-from mixer.report.summary import t_interval
+from mixer.report.statistics import t_interval
 
 # The best meta-learner's errors over five seeds and MixER's at twice their mean, each seed
 # within 1.9x-2.1x of the meta-learner's: separated on the paired log10 difference.

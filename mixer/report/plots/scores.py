@@ -2,17 +2,39 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import seaborn as sns
 
 from mixer.report.plots.frames import in_order, main_regime, ok_rows, per_env_frame
 from mixer.report.plots.panels import grid, metric_grid, no_data
+from mixer.report.statistics import on_log_scale
 
 ERRORS = ("rel_mse_id", "rel_mse_ood")
 
 
+def geometric_mean(values) -> float:
+    return float(10.0 ** np.mean(np.log10(values)))
+
+
+def geometric_sd_band(values) -> tuple[float, float]:
+    """Geometric mean ×/÷ 10^sd of log10 (the seeds' spread on the scale errors live on)."""
+    logs = np.log10(np.asarray(values, dtype=float))
+    spread = logs.std(ddof=1) if len(logs) > 1 else 0.0
+    return float(10.0 ** (logs.mean() - spread)), float(10.0 ** (logs.mean() + spread))
+
+
+def aggregation(metric: str, data: pd.DataFrame) -> dict:
+    """seaborn's estimator/errorbar for a metric: errors (all positive) on log10, as in the
+    summary tables; anything else the arithmetic mean ± sd."""
+    if on_log_scale(metric) and (data["value"] > 0).all():
+        return {"estimator": geometric_mean, "errorbar": geometric_sd_band}
+    return {"estimator": "mean", "errorbar": "sd"}
+
+
 def method_comparison(runs: pd.DataFrame):
-    """Error per method (bars: mean ± sd over seeds, dots: seeds), one column per dataset."""
+    """Error per method (bars: geometric mean ×/÷ the sd of log10 over seeds for errors,
+    mean ± sd for scores; dots: seeds), one column per dataset."""
     metrics = [m for m in (*ERRORS, "routing_purity") if m in runs.columns]
 
     def draw(ax, data, here, dataset, metric):
@@ -23,7 +45,7 @@ def method_comparison(runs: pd.DataFrame):
             for m in methods
         ]
         kwargs = dict(data=data, x="method", y="value", hue="regime", order=methods)
-        sns.barplot(**kwargs, errorbar="sd", ax=ax, alpha=0.7)
+        sns.barplot(**kwargs, **aggregation(metric, data), ax=ax, alpha=0.7)
         sns.stripplot(**kwargs, dodge=True, palette="dark:k", size=3, legend=False, ax=ax)
         ax.set_xticks(range(len(methods)), labels, fontsize=7)
         if metric.startswith(("rel_mse", "mse")) and (data["value"] > 0).all():
@@ -34,7 +56,7 @@ def method_comparison(runs: pd.DataFrame):
 
 
 def error_vs_regime(runs: pd.DataFrame):
-    """Relative errors per data regime and method (mean ± sd over seeds)."""
+    """Relative errors per data regime and method (geometric mean ×/÷ sd of log10 over seeds)."""
 
     def draw(ax, data, here, dataset, metric):
         sns.pointplot(
@@ -43,7 +65,7 @@ def error_vs_regime(runs: pd.DataFrame):
             y="value",
             hue="method",
             order=in_order(here["regime"]),
-            errorbar="sd",
+            **aggregation(metric, data),
             dodge=0.3 if data["method"].nunique() > 1 else False,
             ax=ax,
         )
