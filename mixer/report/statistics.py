@@ -80,3 +80,22 @@ def paired_difference(values: np.ndarray, reference: np.ndarray) -> tuple[float,
     if len(values) < 2 or spread <= 1e-9 * max(np.abs(values).max(), np.abs(reference).max()):
         return diff, math.nan
     return diff, float(stats.ttest_rel(values, reference).pvalue)
+
+
+def welch_interval(
+    a: np.ndarray, b: np.ndarray, confidence: float = CONFIDENCE
+) -> tuple[float, float, float]:
+    """(mean a − mean b, low, high): Welch's t-interval of a difference of two unpaired means
+    (Welch–Satterthwaite degrees of freedom). NaN bounds with fewer than two values a side; a
+    point interval where neither side varies."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    diff = float(a.mean() - b.mean()) if len(a) and len(b) else math.nan
+    if len(a) < 2 or len(b) < 2:
+        return diff, math.nan, math.nan
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf((1 + confidence) / 2, df)) * se
+    return diff, diff - half, diff + half
