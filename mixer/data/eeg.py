@@ -22,12 +22,13 @@ below Nyquist) and band-pass (``l_freq``-``h_freq``, 4th-order Butterworth, zero
 pass at or above the source's Nyquist frequency is skipped, since the data hold nothing above
 it, and the skip is recorded); resample to ``resample`` Hz (polyphase, anti-aliased); keep
 ``n_times`` samples from ``crop_start`` seconds; drop flat segments (a channel's standard
-deviation, over the whole segment or over its support part, below ``reject_flat`` times that
-channel's median over the source's segments) and segments with ``|z| > reject_z`` (z over the
-whole segment); z-score every channel of every segment with the mean and standard deviation
-of its support part (below), so that no statistic of the scored part leaks into what a
-learner fits. Every drop is counted per source and reason in the dataset's metadata
-(``segments``).
+deviation over its support part below ``reject_flat`` times that channel's median over the
+source's segments) and segments whose support part strays more than ``reject_z`` typical
+standard deviations from its mean (the rejection reads only what a learner sees, so the
+scored part never chooses its own test set); z-score every channel of every segment with the
+mean and standard deviation of its support part (below), so that no statistic of the scored
+part leaks into what a learner fits. Every drop is counted per source and reason in the
+dataset's metadata (``segments``).
 
 Output: one environment per segment with one series ([n_times, n_channels], t in seconds from
 the segment start). ``family`` is the class label (``source/label`` when several sources are

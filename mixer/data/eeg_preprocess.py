@@ -85,13 +85,15 @@ def preprocess(
 ) -> tuple[np.ndarray, np.ndarray, dict]:
     """Z-scored segments [k, C, n_times] of ``source``, their case indices, and the counts.
 
-    A segment is flat when a channel's standard deviation, over the whole segment or over
-    its first ``support_samples`` (whose statistics scale the output), is below
-    ``reject_flat`` times that channel's median over the source's segments; it is extreme
-    when a value of its per-channel z-scored series (whole segment) exceeds ``reject_z``.
-    Each kept channel is then z-scored with the mean and standard deviation of its first
-    ``support_samples`` samples (None: the whole segment), the part a learner fits, so that
-    the scored rest leaks no statistic into it.
+    Rejection reads the first ``support_samples`` samples only (None: the whole segment), the
+    part a learner sees: were the scored rest to decide which segments are kept, the query
+    part would choose its own test set. A segment is flat when a channel's standard
+    deviation over that part is below ``reject_flat`` times that channel's median over the
+    source's segments; it is extreme when a value of that part departs from the part's mean
+    by more than ``reject_z`` times that median (an amplitude artefact: a segment's own
+    standard deviation would cap |z| at sqrt(n - 1), 5.6 for 32 samples). Each kept channel
+    is then z-scored with the support statistics, so that the scored rest leaks no statistic
+    into it.
     """
     import mne
 
@@ -127,18 +129,19 @@ def preprocess(
         )
     data = data[:, :, start:stop]
     support = data[:, :, :support_samples]
-    flat = np.zeros(len(data), dtype=bool)
-    for std in (data.std(axis=-1), support.std(axis=-1)):
-        flat |= (std <= 0).any(axis=1)
-        if spec["reject_flat"]:
-            flat |= (std < spec["reject_flat"] * np.median(std, axis=0)).any(axis=1)
+    std = support.std(axis=-1)  # [k, C]
+    typical = np.median(std, axis=0)  # [C], over the source's segments
+    flat = (std <= 0).any(axis=1)
+    if spec["reject_flat"]:
+        flat |= (std < spec["reject_flat"] * typical).any(axis=1)
     counts["dropped_flat"] = int(flat.sum())
     data, support, cases = data[~flat], support[~flat], cases[~flat]
+    centre = support.mean(axis=-1, keepdims=True)
     extreme = np.zeros(len(data), dtype=bool)
     if spec["reject_z"] is not None:
-        whole = (data - data.mean(axis=-1, keepdims=True)) / data.std(axis=-1, keepdims=True)
-        extreme = (np.abs(whole) > spec["reject_z"]).any(axis=(1, 2))
-    z = (data - support.mean(axis=-1, keepdims=True)) / support.std(axis=-1, keepdims=True)
+        excursion = np.abs(support - centre) / typical[None, :, None]
+        extreme = (excursion > spec["reject_z"]).any(axis=(1, 2))
+    z = (data - centre) / support.std(axis=-1, keepdims=True)
     counts["dropped_extreme"] = int(extreme.sum())
     counts["kept"] = int((~extreme).sum())
     info_out = {

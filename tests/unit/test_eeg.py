@@ -230,7 +230,11 @@ def test_rejections_are_counted(tmp_path):
     cases = signals(rng, 12, 2, 64, 64)
     cases[1, 0, 5] = np.nan  # written as '?'
     cases[4, 1] = 7.0  # a flat channel
-    cases[7, 0, 30] = 1e4  # a spike: |z| about sqrt(63)
+    cases[7, 0, 30] = 1e4  # a spike in the support part (samples 0-31)
+    # In the query part (32-63) neither a spike nor a flat stretch decides anything: the
+    # scored part must not choose its own test set.
+    cases[9, 0, 50] = 1e4
+    cases[10, 1, 32:] = 7.0
     labels = ["p", "q"] * 6
     missing = [(1, 0, 5)]
     path = tmp_path / "rec_TRAIN.ts"
@@ -252,7 +256,7 @@ def test_rejections_are_counted(tmp_path):
     assert (counts["dropped_nan"], counts["dropped_flat"], counts["dropped_extreme"]) == (1, 1, 1)
     assert counts["read"] == 12 and counts["kept"] == 9
     kept = {e["case"] for e in envs}
-    assert kept.isdisjoint({1, 4, 7}) and len(kept) == 9
+    assert kept.isdisjoint({1, 4, 7}) and len(kept) == 9 and {9, 10} <= kept
     assert splits["train"]["X"].shape == (4, 1, 32, 2)
     assert splits["adapt_support"]["X"].shape == (5, 1, 32, 2)
     with pytest.raises(ConfigError, match="needs `sfreq`"):
