@@ -12,7 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from mixer.methods.keys import CONTEXT, MLP
-from mixer.methods.learner import Learner
+from mixer.methods.learner import Learner, run_on
 from mixer.models import MixtureOfExperts, backbone_class, build_mixture
 from mixer.training.adaptation import fit_new_contexts
 from mixer.training.batches import EnvBatch
@@ -96,6 +96,27 @@ class ContextMixtureLearner(Learner):
         contexts = self.ctx if contexts is None else contexts
         with torch.no_grad():
             return self.model.trajectories(contexts, batch.x0, batch.t, **self.solver)
+
+    def forecast(self, history: EnvBatch, future: EnvBatch, contexts=None) -> Tensor:
+        """A PL-RNN runs over the whole ``history`` teacher-forced at the final α, so that
+        its latent state at the end of the history is the one the data led it to, then on
+        freely over ``future``'s times (α = 1: the future values, zeroed, are never read).
+        An ODE learner starts from the last history sample (``Learner.forecast``)."""
+        if not self.discrete_time:
+            return super().forecast(history, future, contexts)
+        contexts = self.ctx if contexts is None else contexts
+        joined = run_on(history, future)
+        n_past, n_times = history.X.shape[2], joined.t.shape[1]
+        alpha = torch.ones(n_times - 1, dtype=joined.X.dtype, device=joined.X.device)
+        # Step s is forced by x_s: steps 0 .. n_past - 1 read the history (the last of them
+        # makes the first future sample), the later ones nothing.
+        alpha[:n_past] = self.final_tf_alpha()
+        data = torch.nan_to_num(joined.X, nan=0.0)
+        with torch.no_grad():
+            pred = self.model.trajectories(
+                contexts, history.x0, joined.t, data=data, alpha=alpha, **self.solver
+            )
+        return pred[:, :, n_past:]
 
     def support_trajectories(self, support: EnvBatch):
         """``contexts -> trajectories`` of the support rows, for contexts-only adaptation.

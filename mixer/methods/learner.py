@@ -24,6 +24,15 @@ def teacher_forcing_alpha(cfg: dict, outer: int, n_outer: int) -> float:
     return float(start + (end - start) * fraction)
 
 
+def run_on(history: EnvBatch, future: EnvBatch, keep_history: int | None = None) -> EnvBatch:
+    """One batch of ``history``'s last ``keep_history`` samples (None: all) followed by
+    ``future``'s times, the future values replaced by NaN (nothing may read them)."""
+    past = history.X[:, :, -keep_history:] if keep_history else history.X
+    times = history.t[:, -past.shape[2] :]
+    X = torch.cat([past, torch.full_like(future.X, float("nan"))], dim=2)
+    return EnvBatch(X, torch.cat([times, future.t], dim=1), future.env_id, future.family)
+
+
 class Learner(ABC):
     """Contract of a learner (MixER, its variants, the baselines, a user's own).
 
@@ -123,6 +132,15 @@ class Learner(ABC):
     def predict(self, batch: EnvBatch, contexts: Tensor | None = None) -> Tensor:
         """Trajectories [E, N, T, d] from each trajectory's first state, with ``contexts``
         [E, d_ξ] (the training contexts when None); no gradient."""
+
+    def forecast(self, history: EnvBatch, future: EnvBatch, contexts: Tensor | None = None):
+        """Predictions [E, N, T_f, d] of ``future``'s times, run on from the end of
+        ``history`` (the same environments and trajectories, at earlier times): how a series'
+        query part is scored (docs/METHOD.md §5). Default: ``predict`` from the last sample
+        of ``history`` over its time and ``future``'s times, that first point dropped. The
+        future values are never shown: they are NaN in the batch ``predict`` receives.
+        """
+        return self.predict(run_on(history, future, keep_history=1), contexts)[:, :, 1:]
 
     @abstractmethod
     def adapt(self, support: EnvBatch) -> Tensor:

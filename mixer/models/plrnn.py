@@ -151,28 +151,36 @@ class PLRNNExpert(Expert):
     ) -> Tensor:
         """Iterate ``step`` T − 1 times from x0 [E, N, d]; returns observations [E, N, T, d].
 
-        With α < 1, ``data`` [E, N, T, d] forces the observed components before each step
+        ``alpha``: one α for every step, or a tensor [T − 1] of one α per step. With α < 1,
+        ``data`` [E, N, T, d] forces the observed components before each step
         (generalised teacher forcing); slot 0 of the output is x0 itself, slot s + 1 the
         observation produced from the (forced) state at s. The grid ``t`` only gives T: each
         grid interval is one step, whatever its length.
         """
         n_times, d = t.shape[1], x0.shape[-1]
-        forcing = alpha < 1.0
+        per_step = isinstance(alpha, Tensor)
+        forcing = bool((alpha < 1.0).any()) if per_step else alpha < 1.0
         if forcing and (data is None or data.shape[2] != n_times):
             raise ValueError("teacher forcing (alpha < 1) needs data [E, N, T, d] on the grid")
         pad = (0, self.latent_dim - d)
         z = F.pad(x0, pad)
         tau = x0.new_zeros(())
         if forcing:
-            # z̃ = keep ⊙ z + pull_s: keep is α on the observed components and 1 elsewhere,
-            # pull_s is (1 − α) x_s padded with zeros; one fused op per step.
-            keep = torch.ones(self.latent_dim, dtype=z.dtype, device=z.device)
-            keep[:d] = alpha
-            pull = (1.0 - alpha) * F.pad(data[:, :, : n_times - 1], pad)
+            # z̃ = keep_s ⊙ z + pull_s: keep_s is α_s on the observed components and 1
+            # elsewhere, pull_s is (1 − α_s) x_s padded with zeros; one fused op per step.
+            keep = torch.ones(n_times - 1, self.latent_dim, dtype=z.dtype, device=z.device)
+            observed = F.pad(data[:, :, : n_times - 1], pad)
+            if per_step:  # α per step [T − 1], e.g. forced on a history, then free
+                steps = alpha.to(z)
+                keep[:, :d] = steps[:, None]
+                pull = (1.0 - steps).view(1, 1, -1, 1) * observed
+            else:
+                keep[:, :d] = alpha
+                pull = (1.0 - alpha) * observed
         states = []
         for s in range(n_times - 1):
             if forcing:
-                z = torch.addcmul(pull[:, :, s], keep, z)
+                z = torch.addcmul(pull[:, :, s], keep[s], z)
             z = step(tau, z)
             states.append(z)
         if not states:

@@ -176,7 +176,11 @@ def _score(state, cfg, dataset) -> dict:
     knobs = cfg["regime_knobs"]
     test = make_batch(dataset, "test", knobs, device)
     assert np.array_equal(test.env_id, train.env_id), "test and train environments differ"
-    pred_id = learner.predict(test).cpu().numpy()
+    # A series' test and query parts are the later times of its train and support parts:
+    # forecast them running on from the end of what was seen (a PL-RNN carries its latent
+    # state), not from their own first sample (a value to be scored, and a reset state).
+    series = "series_split" in dataset.meta
+    pred_id = (learner.forecast(train, test) if series else learner.predict(test)).cpu().numpy()
     true_id = test.X.cpu().numpy()
     # Validation: training environments, fresh trajectories (the split choices may use).
     val = make_batch(dataset, "val", knobs, device)
@@ -186,7 +190,12 @@ def _score(state, cfg, dataset) -> dict:
     support = make_batch(dataset, "adapt_support", knobs, device)
     query = make_batch(dataset, "adapt_query", knobs, device)
     adapted = learner.adapt(support)
-    pred_ood = learner.predict(query, adapted).cpu().numpy()
+    assert np.array_equal(query.env_id, support.env_id), "query and support environments differ"
+    pred_ood = (
+        (learner.forecast(support, query, adapted) if series else learner.predict(query, adapted))
+        .cpu()
+        .numpy()
+    )
     true_ood = query.X.cpu().numpy()
     mse_id, rel_id = (
         metrics.per_env_mse(pred_id, true_id),
