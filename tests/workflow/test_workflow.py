@@ -79,6 +79,36 @@ def test_dry_run_default_config_lists_every_job(workdir):
     assert counts["claims"] == "1", run.stdout
 
 
+def test_per_seed_data_draws_give_each_seed_its_own_dataset(workdir):
+    """data_draws: per_seed: run seed s trains and is scored on draw s (dataset seed + s),
+    every method of that seed on the same draw; no shared dataset is generated."""
+    run = snakemake(
+        workdir, "-n", "-p", "--config", "data_draws=per_seed", "--", "results/tables/runs.csv"
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", run.stdout, re.M))
+    assert "generate_dataset" not in counts, run.stdout
+    trains = re.findall(r"mixer train --spec .*?--dataset-dir \$\(dirname (\S+)\)", run.stdout)
+    assert trains and all(re.search(r"/draw\d+/meta.json$", path) for path in trains)
+    lv = re.findall(
+        r"mixer train --spec '(\{.*?\})' --dataset-dir \$\(dirname (\S+)\)"
+        r" --dataset-spec '(\{.*?\})'",
+        run.stdout,
+    )
+    assert len(lv) == len(trains)
+    for cell, path, spec in lv:
+        seed = json.loads(cell)["seed"]
+        assert path.endswith(f"/draw{seed}/meta.json")
+        assert json.loads(spec)["seed"] == seed  # the entry's seed (0) + the run seed
+    drawn = re.findall(
+        r"mixer generate --dataset (\S+) --spec '(\{.*?\})' --out "
+        r"\$\(dirname results/data/\S+/draw(\d+)/meta.json\)",
+        run.stdout,
+    )
+    assert {int(d) for _, _, d in drawn} == {0, 1}
+    assert all(json.loads(spec)["seed"] == int(d) for _, spec, d in drawn)
+
+
 def test_dry_run_paper_config_lists_the_whole_grid(workdir):
     """config/paper.yaml (merged into config.yaml): every experiment x seed, K > E left out."""
     import yaml

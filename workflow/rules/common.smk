@@ -8,21 +8,46 @@ from mixer.data import SPLITS
 from mixer.config.code import rule_code_hash
 from mixer.config import experiment_cells, resolve_cell
 
+DATA_NAMES = ["meta.json"] + [f"{split}.npz" for split in SPLITS]
+
 
 def dataset_files(dataset):
     """Every file of one generated dataset, meta.json first."""
-    return [f"results/data/{dataset}/meta.json"] + [
-        f"results/data/{dataset}/{split}.npz" for split in SPLITS
-    ]
+    return [f"results/data/{dataset}/{name}" for name in DATA_NAMES]
 
 
 def dataset_spec(wildcards):
     """The dataset's validated config entry, shell-quoted JSON for `mixer generate --spec`.
 
-    As a param it also re-runs generation whenever the entry changes.
+    As a param it also re-runs generation whenever the entry changes. A job with a `seed`
+    wildcard under ``data_draws: per_seed`` gets the entry of its own draw (its seed added).
     """
-    spec = config["datasets"][wildcards.dataset]
+    spec = dict(config["datasets"][wildcards.dataset])
+    seed = wildcards.get("seed")
+    if seed is not None and config["data_draws"] == "per_seed":
+        spec["seed"] = spec["seed"] + int(seed)
     return shlex.quote(json.dumps(spec, sort_keys=True))
+
+
+def data_folder(dataset, seed=None):
+    """Where a cell of run seed ``seed`` reads its dataset (``data_draws``)."""
+    if seed is not None and config["data_draws"] == "per_seed":
+        return f"results/data/{dataset}/draw{seed}"
+    return f"results/data/{dataset}"
+
+
+def cell_data_folders():
+    """Every dataset folder some cell reads (its draw under ``data_draws: per_seed``)."""
+    return sorted({data_folder(d, s) for d, _, _, s in experiment_cells(config)})
+
+
+def cell_data(wildcards):
+    """A cell's dataset files (meta.json first), for its train and evaluate jobs."""
+    folder = data_folder(wildcards.dataset, wildcards.seed)
+    return {
+        "meta": f"{folder}/meta.json",
+        "splits": [f"{folder}/{split}.npz" for split in SPLITS],
+    }
 
 
 def dataset_inputs(wildcards):
@@ -105,6 +130,12 @@ def all_targets():
     cells (``experiments: []``) generates its datasets only.
     """
     datasets = [f for dataset in config["datasets"] for f in dataset_files(dataset)]
+    if (
+        config["data_draws"] == "per_seed"
+    ):  # the draws the cells read, not the shared ones
+        datasets = [
+            f"{folder}/{name}" for folder in cell_data_folders() for name in DATA_NAMES
+        ]
     cells = metrics_targets()
     if not cells:
         return datasets

