@@ -50,6 +50,8 @@ class Learner(ABC):
       ``latent_dim``) are then accepted too.
     - ``architecture``: what metrics.json reports as the backbone of a fixed architecture.
     - ``fixed_n_experts``: a mixture that always uses this many experts.
+    - ``trains``: False for a reference predictor (``mean``, ``persistence``, ``ar``) whose
+      ``fit`` only computes statistics and logs no outer step.
 
     The constructor receives the cell's resolved config, the state dimension, the number of
     training environments, the device and the seed; all randomness comes from
@@ -62,6 +64,7 @@ class Learner(ABC):
     default_backbone: ClassVar[str | None] = None
     architecture: ClassVar[str | None] = None
     fixed_n_experts: ClassVar[int | None] = None
+    trains: ClassVar[bool] = True
 
     def __init__(self, cfg: dict, state_dim: int, n_envs: int, device: torch.device, seed: int):
         self.cfg = cfg
