@@ -8,10 +8,12 @@ and hooks (gate refit, routing record). One outer step:
     n_ctx   times: Ξ ← opt_ctx step on L(θ, Ξ) + β_ξ/2 ||Ξ − Ξ_old||²   (hook after each inner step)
     n_model times: θ ← opt_θ   step on L(θ, Ξ) + β_θ/2 ||θ − θ_old||²   (hook after each inner step)
 
-The proximal terms are squared distances taken per tensor as its mean (``proximal_norm:
-mean``, the default: the paper's and the reference code's setting) or its plain sum; they are
-added to the gradients in place, grad += β s (θ − θ_old), with a per-tensor scale s (1/numel
-for the mean, 1 for the sum).
+The proximal term of a group (the contexts, or the model) is its squared distance
+||θ − θ_old||² summed over all its tensors, either divided once by the group's total number of
+entries (``proximal_norm: mean``, the default: the mean squared distance of the flattened group,
+as the reference code's ``params_diff_norm_squared``) or not at all (``sum``). It is added to
+the gradients in place, grad += β s (θ − θ_old), with one scale s for the whole group
+(1/numel of the group for the mean, 1 for the sum).
 Host synchronisation happens once per outer step, where the loss is logged and checked for
 NaN/inf.
 """
@@ -28,11 +30,18 @@ from mixer.training.optim import make_optimizer, step_schedule_factor
 
 
 def proximal_scales(params, mode: str = "sum") -> list[float]:
-    """Per-tensor scale of the proximal pull: 1 for a plain sum, 1/numel for a mean."""
+    """Scale of the proximal pull on each tensor of one group ``params``.
+
+    "sum": 1. "mean": 1/N for every tensor, N the number of entries of the whole group, so
+    that β/2 Σ_t s ||p_t − anchor_t||² is β/2 times the mean squared distance of the flattened
+    group (the reference code divides once by the total parameter count, not each tensor by
+    its own size).
+    """
     if mode == "sum":
         return [1.0] * len(params)
     if mode == "mean":
-        return [1.0 / p.numel() for p in params]
+        total = sum(p.numel() for p in params)
+        return [1.0 / total] * len(params)
     raise ValueError(f"unknown proximal scale {mode!r}; valid: sum, mean")
 
 
@@ -78,7 +87,7 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
             exist (and after a resume).
         cfg: the method's ``training`` block (outer_steps, n_ctx, n_model, lr_ctx, lr_model,
             optimizer, proximal_ctx, proximal_model, env_batch, checkpoint_every; and
-            ``proximal_norm``, "sum" or "mean", see :func:`proximal_scales`).
+            ``proximal_norm``, "sum" or "mean" over the group, see :func:`proximal_scales`).
         checkpoint: a :class:`mixer.training.checkpoints.Checkpoint` (or a path) to resume
             from when it is this run's, and to write every ``checkpoint_every`` outer steps.
 

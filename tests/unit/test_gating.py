@@ -273,3 +273,24 @@ def test_kmeans_restarts_escape_a_poor_warm_start():
     for f in range(3):  # every true cluster is exactly one K-means cluster
         assert len(torch.unique(restarted.labels[families == f])) == 1
     assert len(torch.unique(restarted.labels)) == 3
+
+
+def test_cluster_to_expert_map_is_applied_forwards():
+    # A 3-cycle optimum (A->1, B->2, C->0) is not its own inverse, unlike HUNGARIAN above: a
+    # map read backwards (expert -> cluster) would route A->2, B->0, C->1.
+    cycle = torch.tensor([1, 2, 0])
+    cost = torch.ones(3, 3, dtype=torch.float64)
+    cost[torch.arange(3), cycle] = 0.0
+    loss = cost[TRUE] + 0.01 * torch.rand(12, 3, generator=torch.Generator().manual_seed(1))
+    assert assign_clusters(loss, TRUE, 3).tolist() == cycle.tolist()
+    # Whatever K-means calls the clusters: with some numberings (the cycle itself and the
+    # transpositions) a backwards map still routes right, so every numbering is tried.
+    for order in itertools.permutations(range(3)):
+        init = CENTERS[list(order)]
+        result = refit_gate(contexts(), loss, 3, torch.Generator().manual_seed(0), init)
+        assert result.labels.tolist() == torch.argsort(torch.tensor(order))[TRUE].tolist()
+        assert route(result.gate, contexts()).tolist() == cycle[TRUE].tolist(), order
+        assert result.cluster_to_expert[result.labels].tolist() == cycle[TRUE].tolist()
+    result = refit_gate_faithful(contexts(), loss, 3, torch.Generator().manual_seed(0))
+    assert not result.skipped, result.reason
+    assert route(result.gate, contexts()).tolist() == cycle[TRUE].tolist()
