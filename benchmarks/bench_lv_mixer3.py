@@ -4,8 +4,9 @@ Setting of the public JAX reference's measurement: 9 training environments x 4 t
 20 points, root MLP 2 -> 256 -> 256 -> 256 -> 2, context 2 per expert (split, d_xi = 6), the
 reference's refit schedule (gate refit every 5 inner steps) and the paper's proximal setting
 (beta = 10 on the mean squared distance of each group, contexts or model, divided once by
-its entry count as the reference does: ``proximal_norm: mean``). The solver is fixed-step RK4 by default; the script
-prints its integration error on the true LV field next to dopri5 at rtol 1e-3, atol 1e-6
+its entry count as the reference does: ``proximal_norm: mean``). The solver is fixed-step
+RK4 by default; the script prints its integration error on the true LV field next to dopri5
+at rtol 1e-3, atol 1e-6
 (the reference's tolerance). Target: >= 33 inner steps per second at one thread.
 
     python benchmarks/bench_lv_mixer3.py [--steps 48] [--full] [--solver rk4|dopri5]

@@ -53,10 +53,16 @@ from mixer.training.batches import make_batch
 
 
 def cost_classes(config, only=None, methods=None) -> dict[tuple[str, str, str], list[int]]:
-    """(dataset, method, regime) -> the seeds of its cells (an experiment's own or the global)."""
+    """(dataset, method, regime) -> the seeds of its cells (an experiment's own or the global).
+
+    The reference predictors (``trains = False``: mean, persistence, ar) are left out: they
+    run no outer step and cost seconds of CPU a cell.
+    """
     classes: dict[tuple[str, str, str], list[int]] = {}
     for dataset, regime, method, seed in experiment_cells(config):
         if (only and dataset not in only) or (methods and method not in methods):
+            continue
+        if not learner_class(config["methods"][method]["learner"]).trains:
             continue
         classes.setdefault((dataset, method, regime), []).append(seed)
     return classes

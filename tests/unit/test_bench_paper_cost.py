@@ -41,10 +41,12 @@ def config():
                 "ofa": {"learner": "one-for-all"},
                 "cavia": {"learner": "cavia"},
                 "ancestor": ancestor,
+                "mean": {"learner": "mean"},
             },
             "seeds": [0, 1],
             "experiments": [
                 {"datasets": ["lv"], "methods": ["coda", "ofa", "cavia", "ancestor"], **BUDGET},
+                {"datasets": ["lv"], "methods": ["mean"]},  # trains nothing: no cost class
                 {"datasets": ["lv"], "methods": ["coda"], **BUDGET},
             ],
         }

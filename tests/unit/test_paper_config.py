@@ -11,6 +11,8 @@ from mixer.config import experiment_cells, load_config, resolve_cell
 
 ROOT = Path(__file__).resolve().parents[2]
 
+REFERENCE_PREDICTORS = ("mean", "persistence", "ar")  # mixer/methods/reference.py
+
 # (dataset, regime, method) -> (outer steps, adaptation steps): the paper's figures.
 PAPER_BUDGETS = {
     ("lotka_volterra", "k3", "mixer-geps"): (5000, 5000),
@@ -41,11 +43,24 @@ def test_paper_cells_get_the_papers_budget_of_their_dataset(paper, cell):
 
 
 def test_every_paper_cell_has_a_dataset_budget(paper):
-    # No cell falls back to the default config's quick budget.
-    cells = experiment_cells(paper)
-    assert len(cells) == 895
-    budgets = {resolve_cell(paper, *c)["training"]["outer_steps"] for c in cells}
+    # No cell falls back to the default config's quick budget, but the reference predictors',
+    # which train nothing (160 cells: 32 dataset x regime x method classes, 5 seeds).
+    cells = [resolve_cell(paper, *c) for c in experiment_cells(paper)]
+    assert len(cells) == 1055
+    references = [c for c in cells if c["learner"] in REFERENCE_PREDICTORS]
+    assert len(references) == 160
+    budgets = {c["training"]["outer_steps"] for c in cells if c not in references}
     assert budgets == {500, 1000, 1500, 5000}
+
+
+def test_every_paper_dataset_and_regime_has_the_reference_rows(paper):
+    cells = experiment_cells(paper)
+    tables = {(d, r) for d, r, _, _ in cells}
+    for method in ("mean", "persistence"):
+        assert {(d, r) for d, r, m, _ in cells if m == method} >= {
+            (d, r) for d, r in tables if not r.startswith(("k", "fam"))
+        }, method
+    assert {d for d, _, m, _ in cells if m == "ar"} == {"control_charts", "eeg"}
 
 
 def test_the_sweep_regimes_keep_the_first_n_of_32_trajectories(paper):

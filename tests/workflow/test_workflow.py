@@ -168,6 +168,11 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
             metrics = json.loads((cell / "metrics.json").read_text())
             assert metrics["status"] == "ok" and metrics["outer_steps"] == 2
             assert metrics["provenance"]["dataset_hash"]
+    for method in ("mean", "persistence", "ar"):  # the reference predictors train nothing
+        cell = root / "results" / "runs" / "tiny_charts" / "default" / method / "seed0"
+        metrics = json.loads((cell / "metrics.json").read_text())
+        assert metrics["status"] == "ok" and metrics["outer_steps"] == 0
+        assert metrics["seconds_per_outer_step"] is None and metrics["rel_mse_id"] > 0
     again = snakemake(workdir, "-n", *TINY)
     assert again.returncode == 0
     assert "Nothing to be done" in again.stdout + again.stderr
@@ -175,11 +180,12 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     # Tables of every cell and every figure, then the HTML report from them.
     tables = root / "results" / "tables"
     runs = pd.read_csv(tables / "runs.csv")
-    assert len(runs) == 6 and set(runs["status"]) == {"ok"}
+    assert len(runs) == 12 and set(runs["status"]) == {"ok"}
     assert runs["provenance.dataset_hash"].notna().all()
     summary = (tables / "summary.md").read_text()
     assert "## tiny_lv" in summary and "| default | mixer | 2/2 |" in summary
     assert "| default | meanfield | 2/2 |" in summary
+    assert "## tiny_charts" in summary and "| default | persistence | 2/2 |" in summary
     assert (tables / "summary.tex").read_text().startswith("%")
     # No coda or ncf cell on the anchors' datasets: every logged figure stands alone.
     assert set(pd.read_csv(tables / "literature.csv")["verdict"]) == {"not run"}
@@ -262,7 +268,7 @@ def cache_sees_what_each_result_depends_on(workdir, monkeypatch):
     assert planned_jobs(workdir) == ({}, set())  # the same code: the same hashes
     restore = edited(workdir / "mixer" / "stages" / "metrics.py")
     counts, trained = planned_jobs(workdir)
-    assert trained == set() and "train" not in counts and counts["evaluate"] == 6
+    assert trained == set() and "train" not in counts and counts["evaluate"] == 12
     restore()
     restore = edited(workdir / "mixer" / "report" / "summary.py")
     tables = {"aggregate": 1, "claims": 1, "literature": 1, "plots": 1, "all": 1}
