@@ -10,6 +10,7 @@ here imports torch, so planning a run (``snakemake -n``) stays fast.
 from __future__ import annotations
 
 import copy
+import re
 
 from mixer.config.schema import DefaultFillingValidator, describe_error, problems_error, schema
 from mixer.errors import ConfigError
@@ -83,22 +84,28 @@ def experiment_budget(config: dict, dataset: str, regime: str, method: str) -> d
     return budgets[0] if budgets else {}
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key that reads the numbers in a name as numbers: traj4 before traj16, fam2 before
+    fam10 (the order a reader expects of regimes in the tables and figures)."""
+    return tuple(int(part) if part.isdigit() else part for part in re.split(r"(\d+)", name))
+
+
 def experiment_cells(config: dict) -> list[tuple[str, str, str, int]]:
-    """Every cell (dataset, regime, method, seed) of the experiments, sorted, each once.
+    """Every cell (dataset, regime, method, seed) of the experiments, sorted (numbers in names
+    as numbers), each once; runs.csv, the tables and the figures keep this order.
 
     An experiment's own ``seeds`` replace the global list for its cells (e.g. fewer seeds for
     an expensive comparison row).
     """
-    return sorted(
-        {
-            (dataset, regime, method, seed)
-            for exp in config.get("experiments", [])
-            for dataset in exp["datasets"]
-            for regime in exp["regimes"]
-            for method in exp["methods"]
-            for seed in exp.get("seeds") or config["seeds"]
-        }
-    )
+    cells = {
+        (dataset, regime, method, seed)
+        for exp in config.get("experiments", [])
+        for dataset in exp["datasets"]
+        for regime in exp["regimes"]
+        for method in exp["methods"]
+        for seed in exp.get("seeds") or config["seeds"]
+    }
+    return sorted(cells, key=lambda c: (*map(natural_key, c[:3]), c[3]))
 
 
 def resolve_cell(config: dict, dataset: str, regime: str, method: str, seed: int) -> dict:

@@ -225,3 +225,24 @@ def test_solver_names_come_from_the_solver_table():
     assert cfg["methods"]["h"]["solver"]["method"] == "heun3"
     with pytest.raises(ConfigError, match=r"solver\.method: 'rk5' is not one of \['euler'"):
         validate_config({"solver": {"method": "rk5"}})
+
+
+def test_cells_are_ordered_with_numbers_read_as_numbers():
+    """runs.csv, the tables and the figures list regimes as a reader counts them."""
+    from mixer.config import experiment_cells
+
+    regimes = ["traj32", "traj4", "traj16", "traj1", "fam10", "fam2"]
+    config = {
+        "seeds": [1, 0],
+        "experiments": [{"datasets": ["d"], "regimes": regimes, "methods": ["m"]}],
+    }
+    order = [(regime, seed) for _, regime, _, seed in experiment_cells(config)]
+    assert [r for r, s in order if s == 0] == [
+        "fam2",
+        "fam10",
+        "traj1",
+        "traj4",
+        "traj16",
+        "traj32",
+    ]
+    assert order[:2] == [("fam2", 0), ("fam2", 1)]
