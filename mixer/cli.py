@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the config's `claims` block as JSON (used by the workflow); '{}': none tested",
     )
     claims.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
+    claims.add_argument("--figure", type=Path, help="also draw the claims' figure (PNG) here")
     claims.set_defaults(run=_claims)
 
     check = commands.add_parser(
@@ -327,13 +328,13 @@ def _claims(args) -> int:
     spec = validate_claims_spec(spec)
     if not args.runs.is_file():
         raise MixerError(f"{args.runs} not found. Fix: run `mixer aggregate` first.")
-    written = write_claims(args.runs, spec, args.out_dir)
+    written = write_claims(args.runs, spec, args.out_dir, args.figure)
     import pandas as pd
 
     table = pd.read_csv(written["table"])
     for _, row in table.iterrows():
         print(f"{row['claim']}: {row['verdict']}")
-    print(f"-> {written['table']}, {written['markdown']}")
+    print(f"-> {', '.join(str(p) for p in written.values())}")
     return 0
 
 

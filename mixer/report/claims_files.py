@@ -71,11 +71,19 @@ def read_runs(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path, dtype=names)
 
 
-def write_claims(runs_csv: str | Path, claims: dict, out_dir: str | Path) -> dict[str, Path]:
+def write_claims(
+    runs_csv: str | Path, claims: dict, out_dir: str | Path, figure: str | Path | None = None
+) -> dict[str, Path]:
     """Judge the claims from ``runs_csv`` and write claims.csv and claims.md into ``out_dir``
-    (atomically: a killed job leaves no half table)."""
-    table = judge_claims(read_runs(runs_csv), claims)
+    (atomically: a killed job leaves no half table), and the claims' figure to ``figure``."""
+    runs = read_runs(runs_csv)
+    table = judge_claims(runs, claims)
     paths = {name: Path(out_dir) / file for name, file in FILES.items()}
     atomic_write_text(paths["table"], table.to_csv(index=False))
     atomic_write_text(paths["markdown"], to_markdown(table))
+    if figure is not None:
+        from mixer.report.plots.claims import write_claims_figure  # matplotlib: only here
+
+        write_claims_figure(runs, claims, Path(figure))
+        paths["figure"] = Path(figure)
     return paths

@@ -390,3 +390,14 @@ def test_regime_names_stay_text(tmp_path):
     paths = write_claims(tmp_path / "runs.csv", claims(data_regime=spec), tmp_path)
     assert read_runs(tmp_path / "runs.csv")["regime"].tolist() == ["10"] * 10
     assert pd.read_csv(paths["table"])["verdict"].tolist()[0] == SUPPORTED
+
+
+def test_the_claims_figure_is_drawn_from_runs_csv(tmp_path):
+    runs = pd.concat([frame(lv(TWICE)), families(HALF), hierarchy(HIGH, LOW)])
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    block = claims(data_regime=DATA_REGIME, scaling=SCALING, hierarchy=HIERARCHY)
+    paths = write_claims(tmp_path / "runs.csv", block, tmp_path, tmp_path / "claims.png")
+    assert paths["figure"].read_bytes().startswith(b"\x89PNG")
+    # No claims block: an empty figure, not an error.
+    write_claims(tmp_path / "runs.csv", claims(), tmp_path, tmp_path / "none.png")
+    assert (tmp_path / "none.png").stat().st_size > 0

@@ -159,7 +159,13 @@ def partial_report():
     claims = ["claims", "--runs", runs, "--claims", json.dumps(config["claims"])]
     commands = [
         [*aggregate, "--out-dir", str(tables), *metrics_targets()],
-        [*claims, "--out-dir", str(Path(rules.claims.output.table).parent)],
+        [
+            *claims,
+            "--out-dir",
+            str(Path(rules.claims.output.table).parent),
+            "--figure",
+            rules.claims.output.figure,
+        ],
         [*literature, "--out-dir", str(tables)],
         ["plot", "--runs", runs, "--out-dir", str(figures)],
     ]

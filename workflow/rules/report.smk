@@ -134,6 +134,11 @@ rule claims:
             category="Claims",
         ),
         markdown="results/tables/claims.md",
+        figure=report(
+            "results/figures/claims.png",
+            caption="../report/claims_figure.rst",
+            category="Claims",
+        ),
     log:
         "logs/claims.log",
     conda:
@@ -146,4 +151,4 @@ rule claims:
         "Judging the paper's claims from the runs"
     shell:
         "mixer claims --runs {input.runs} --claims {params.claims}"
-        " --out-dir $(dirname {output.table}) > {log} 2>&1"
+        " --out-dir $(dirname {output.table}) --figure {output.figure} > {log} 2>&1"
