@@ -106,11 +106,24 @@ def resume(checkpoint, learner, optimizers: dict) -> tuple[TrainLog, int]:
 
 
 def end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing, n_outer) -> None:
-    """The one host synchronisation of an outer step: mean loss, NaN check, log row."""
-    mean_loss = torch.stack(losses).mean().item()
+    """The one host synchronisation of an outer step: mean loss, NaN check, log row.
+
+    Contexts are checked too: a context entry that no expert reads (a split context's chunk
+    of an expert the environment is not routed to) can become NaN while the loss stays
+    finite, and would only surface when the contexts are scored.
+    """
+    loss = torch.stack(losses).mean()
+    bad = [(~torch.isfinite(p.detach())).sum().to(loss) for p in learner.context_parameters()]
+    values = torch.stack([loss.detach(), *bad]).tolist()
+    mean_loss, non_finite = values[0], int(sum(values[1:]))
     log.seconds += time.perf_counter() - began
     if not math.isfinite(mean_loss):
         raise Diverged(f"loss became {mean_loss} at outer step {outer + 1}")
+    if non_finite:
+        raise Diverged(
+            f"{non_finite} context entries became NaN or inf at outer step {outer + 1} "
+            f"(the loss, {mean_loss:.4g}, stayed finite: entries no expert reads)"
+        )
     log.routing.append(routing.tolist() if routing is not None else [])
     log.rows.append(
         {

@@ -159,3 +159,23 @@ def test_progress_lines_every_tenth_of_the_run_and_a_bar_on_a_terminal():
         for row in rows:
             report(row, 20)
     assert "20/20" in tty.getvalue() and "loss=0.05" in tty.getvalue()
+
+
+def test_a_context_gone_nan_is_diverged_even_with_a_finite_loss():
+    """A split context's chunk that the routed expert does not read can become NaN while the
+    loss stays finite (a findings cell, issue 22): the outer step's check says diverged."""
+    import time
+    from types import SimpleNamespace
+
+    from mixer.training.bookkeeping import Diverged, TrainLog, end_outer_step
+
+    contexts = torch.zeros(3, 4)
+    learner = SimpleNamespace(context_parameters=lambda: [contexts], log_extras=dict)
+    opt = SimpleNamespace(param_groups=[{"lr": 1e-3}])
+    losses = [torch.tensor(0.5), torch.tensor(0.25)]
+    log = TrainLog()
+    end_outer_step(log, 0, losses, time.perf_counter(), opt, learner, None, 2)
+    assert log.rows[-1]["loss"] == 0.375
+    contexts[1, 2] = float("nan")
+    with pytest.raises(Diverged, match="1 context entries became NaN or inf at outer step 2"):
+        end_outer_step(log, 1, losses, time.perf_counter(), opt, learner, None, 2)
