@@ -181,13 +181,23 @@ def test_ctrl_c_of_a_hand_run_train_says_where_the_checkpoint_is(trained, tmp_pa
     (tmp_path / "long.yaml").write_text(json.dumps(long))
     out = tmp_path / "run"
     command = [sys.executable, "-m", "mixer.cli", *train_args(tmp_path / "long.yaml", data, out)]
-    job = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 120
-    while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    job.send_signal(signal.SIGINT)
-    _, err = job.communicate(timeout=60)
-    assert job.returncode == 130, err
+    # stderr to a file, not a pipe: a pipe nobody reads while we wait could fill and stop the
+    # child before its first checkpoint.
+    log = tmp_path / "stderr.txt"
+    with open(log, "w") as stream:
+        job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stream, text=True)
+        deadline = time.monotonic() + 300
+        while not (out / "checkpoint.pt").is_file() and time.monotonic() < deadline:
+            assert job.poll() is None, log.read_text()[-2000:]
+            time.sleep(0.2)
+        assert (out / "checkpoint.pt").is_file(), log.read_text()[-2000:]
+        job.send_signal(signal.SIGINT)
+        try:
+            job.wait(timeout=120)
+        finally:
+            job.kill()
+    err = log.read_text()
+    assert job.returncode == 130, err[-2000:]
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]
     assert last.startswith("mixer train: interrupted;") and "checkpoint.pt resumes it" in last
