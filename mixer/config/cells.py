@@ -26,8 +26,8 @@ def resolve_method(
 ) -> dict:
     """A validated config's method entry in one regime: blocks merged, knobs applied.
 
-    ``budget``: an experiment's own ``training``/``adaptation`` keys, merged over the method's
-    and the global ones (:func:`experiment_budget`).
+    ``budget``: an experiment's own ``training``/``adaptation``/``solver`` keys, merged over the
+    method's and the global ones (:func:`experiment_budget`).
     """
     entry = copy.deepcopy(config["methods"][method])
     budget = budget or {}
@@ -64,7 +64,8 @@ def resolve_method(
 
 
 def experiment_budget(config: dict, dataset: str, regime: str, method: str) -> dict:
-    """The ``training``/``adaptation`` overrides of the experiments that hold this cell.
+    """The ``training``/``adaptation``/``solver`` overrides of the experiments that hold this
+    cell.
 
     A cell is named by (dataset, regime, method, seed), not by its experiment: two experiments
     that hold the same cell with different budgets are an error, not a silent choice.
@@ -72,14 +73,14 @@ def experiment_budget(config: dict, dataset: str, regime: str, method: str) -> d
     found: dict[int, dict] = {}
     for i, exp in enumerate(config.get("experiments", [])):
         if dataset in exp["datasets"] and regime in exp["regimes"] and method in exp["methods"]:
-            found[i] = {block: exp.get(block) or {} for block in ("training", "adaptation")}
+            found[i] = {block: exp.get(block) or {} for block in BLOCKS}
     budgets = list(found.values())
     if any(b != budgets[0] for b in budgets[1:]):
         which = ", ".join(f"experiments[{i}]" for i in found)
         raise ConfigError(
-            f"cell {dataset}/{regime}/{method} is in {which} with different training or "
-            "adaptation overrides. Fix: give it one budget (move it to one experiment, or use "
-            "another regime name)."
+            f"cell {dataset}/{regime}/{method} is in {which} with different training, "
+            "adaptation or solver overrides. Fix: give it one budget (move it to one "
+            "experiment, or use another regime name)."
         )
     return budgets[0] if budgets else {}
 
