@@ -33,14 +33,18 @@ import argparse
 import contextlib
 import copy
 import csv
+import json
 import math
 import os
+import resource
+import subprocess
+import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
-from bench_methods import outer_step_cost
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixer.config import experiment_cells, load_config, resolve_cell
@@ -158,8 +162,39 @@ def kernel_ops(fn, *args) -> int:
     return counter.ops
 
 
-def measure(cfg, dataset, device, outer: int, adapt: int) -> dict:
-    """Seconds and kernel ops per outer step and per adaptation step of one resolved cell."""
+def outer_step_seconds(learner, train, timed: list[int]) -> list[float]:
+    """Wall seconds of the outer steps ``timed`` (indices) of ``learner.fit(train)``: from the
+    start of each to the start of the next (its inner steps, gate refits and bookkeeping)."""
+    starts, start = {}, learner.start_outer_step
+
+    def stamped(outer, n_outer):
+        starts[outer] = time.perf_counter()
+        start(outer, n_outer)
+
+    learner.start_outer_step = stamped
+    learner.fit(train)
+    return [starts[i + 1] - starts[i] for i in timed]
+
+
+def scaled_inner(cfg: dict, inner: int | None) -> tuple[dict, float]:
+    """(cfg with ``inner`` inner steps per outer step, in the ratio of n_ctx to n_model, and the
+    factor from a timed outer step back to the cell's own). With a fixed-step solver every inner
+    step costs the same, so fewer inner steps per timed outer step time the heavy classes in
+    minutes; a mixture's refits stay every ``gate_every`` inner steps."""
+    run = copy.deepcopy(cfg)
+    n_ctx, n_model = cfg["training"]["n_ctx"], cfg["training"]["n_model"]
+    total = n_ctx + n_model
+    if not inner or inner >= total:
+        return run, 1.0
+    ctx = round(inner * n_ctx / total)
+    run["training"].update(n_ctx=ctx, n_model=inner - ctx)
+    return run, total / inner
+
+
+def measure(cfg, dataset, device, outer: int, adapt: int, inner=None, trained=0) -> dict:
+    """Seconds and kernel ops per outer step (at initialisation and, with ``trained``, after
+    that many more outer steps) and per adaptation step of one resolved cell."""
+    cfg, factor = scaled_inner(cfg, inner)
 
     def make_learner(n):
         run = copy.deepcopy(cfg)
@@ -170,9 +205,18 @@ def measure(cfg, dataset, device, outer: int, adapt: int) -> dict:
     train = build_learner(cfg, dataset, device, cfg["seed"])[1]
     base = warmup_outer_steps(cfg)
     # The counted run is also the throwaway one that warms up the code paths.
-    ops_outer = ops_of_last_outer_step(make_learner(base + 1), train)
-    took, _, learner = outer_step_cost(make_learner, train, outer, base)
-    got = {"s_outer": took / outer, "ops_outer": ops_outer, "s_adapt": 0.0, "ops_adapt": 0}
+    ops_outer = ops_of_last_outer_step(make_learner(base + 1), train) * factor
+    first = list(range(base, base + outer))
+    later = list(range(base + outer + trained, base + 2 * outer + trained)) if trained else []
+    learner = make_learner((later or first)[-1] + 2)
+    took = outer_step_seconds(learner, train, first + later)
+    s_init = sum(took[:outer]) / outer * factor
+    s_trained = sum(took[outer:]) / outer * factor if later else float("nan")
+    got = {
+        "s_outer": max(s_init, s_trained) if later else s_init,
+        "s_outer_init": s_init, "s_outer_trained": s_trained,
+        "ops_outer": ops_outer, "s_adapt": 0.0, "ops_adapt": 0,
+    }  # fmt: skip
     budget = adaptation_budget(learner.cfg)  # the trained learner's own settings
     if budget is not None:
         support = make_batch(dataset, "adapt_support", cfg["regime_knobs"], device)
@@ -184,7 +228,13 @@ def measure(cfg, dataset, device, outer: int, adapt: int) -> dict:
         got["ops_adapt"] = kernel_ops(run_adapt, 2) - kernel_ops(run_adapt, 1)
         short, long = seconds(device, run_adapt, 1), seconds(device, run_adapt, 1 + adapt)
         got["s_adapt"] = (long - short) / adapt
+    got["peak_mb"] = peak_mb()
     return got
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory in MB (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def generated(name, spec, folder):
@@ -226,9 +276,12 @@ def columns(unit: str, estimate: bool) -> list[tuple[str, str, str, str]]:
         ("regime", "regime", "<7", ""), ("learner", "learner/backbone", "<23", ""),
         ("timed_as", "timed as", "<24", ""),
         ("cells", "cells", ">5", ""), ("outer_steps", "outer", ">6", ""),
+        ("s_outer_init", "s/outer init", ">12", ".3f"),
+        ("s_outer_trained", "s/outer trained", ">15", ".3f"),
         ("s_outer", "s/outer", ">8", ".3f"), ("adapt_steps", "adapt", ">6", ""),
         ("s_adapt", "s/adapt", ">8", ".4f"), ("hours_cell", f"{unit}/cell", ">10", ".3f"),
-        ("hours_class", f"{unit}/class", ">11", ".2f"), ("ops_outer", "ops/outer", ">10", ""),
+        ("hours_class", f"{unit}/class", ">11", ".2f"), ("ops_outer", "ops/outer", ">10", ".0f"),
+        ("peak_mb", "peak MB", ">8", ".0f"),
     ]  # fmt: skip
     if estimate:
         cols.append(("gpu_hours_class", "GPU-h/class (est.)", ">18", ".3f"))
@@ -256,6 +309,21 @@ def names(text: str | None, known, what: str, parser) -> set[str] | None:
     return chosen
 
 
+def worker(config, args, device) -> None:
+    """Times one class in this (fresh) process, so that its peak memory is its own; prints
+    ``{"got": ...}`` or ``{"why": ...}`` as JSON on its last line."""
+    name, method, regime = args.worker.split("/")
+    seed = cost_classes(config)[(name, method, regime)][0]
+    with tempfile.TemporaryDirectory(prefix="bench_paper_cost_") as folder:
+        dataset, why = generated(name, config["datasets"][name], folder)
+        if dataset is None:
+            print(json.dumps({"why": why}))
+            return
+        cfg = resolve_cell(config, name, regime, method, seed)
+        got = measure(cfg, dataset, device, args.outer, args.adapt, args.inner, args.trained)
+    print(json.dumps({"got": got}))
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", nargs="+", default=["config/config.yaml", "config/paper.yaml"])
@@ -267,6 +335,14 @@ def main():
     parser.add_argument("--borrow", nargs="*", default=[], help="METHOD=OTHER: time as OTHER")
     parser.add_argument("--gpu-launch-us", type=float, default=10.0)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--inner", type=int, help="inner steps per timed outer step (scaled to the cell's)"
+    )
+    parser.add_argument(
+        "--trained", type=int, default=0, help="outer steps between the two timings (0: one)"
+    )
+    parser.add_argument("--jobs", type=int, default=1, help="classes timed side by side")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)  # DATASET/METHOD/REGIME
     parser.add_argument("--csv", type=Path)
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
@@ -275,6 +351,8 @@ def main():
     estimate = device.type == "cpu"
     unit = "CPU-h" if estimate else "GPU-h"
     config = load_config(*args.config)
+    if args.worker:
+        return worker(config, args, device)
     only = names(args.only, config["datasets"], "datasets", parser)
     classes = cost_classes(config, only, names(args.methods, config["methods"], "methods", parser))
     header = [
@@ -307,22 +385,26 @@ def main():
         rows.append({**class_row(cfg, len(seeds), got, args.gpu_launch_us), "timed_as": source})
         print(" ".join(f"{rows[-1][k]:{w}{f}}" for k, _, w, f in cols), flush=True)
 
-    for name in dict.fromkeys(dataset for dataset, _, _ in classes):
-        with tempfile.TemporaryDirectory(prefix="bench_paper_cost_") as folder:
-            dataset, why = generated(name, config["datasets"][name], folder)
-            for key, seeds in to_time.items():
-                if key[0] != name:
-                    continue
-                if dataset is None:
-                    not_measured(key, seeds, why)
-                    continue
-                cfg = resolve_cell(config, name, key[2], key[1], seeds[0])
-                try:
-                    timed[key] = measure(cfg, dataset, device, args.outer, args.adapt)
-                except Exception as err:  # reported; the other classes still run
-                    not_measured(key, seeds, f"{type(err).__name__}: {err}")
-                    continue
-                report(key, seeds, timed[key], "itself")
+    def launch(key):
+        command = [sys.executable, __file__, "--worker", "/".join(key), "--config", *args.config,
+                   "--outer", str(args.outer), "--adapt", str(args.adapt),
+                   "--trained", str(args.trained), "--device", args.device]  # fmt: skip
+        if args.inner:
+            command += ["--inner", str(args.inner)]
+        done = subprocess.run(command, capture_output=True, text=True)
+        lines = done.stdout.strip().splitlines()
+        if done.returncode or not lines:
+            return key, None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+        got = json.loads(lines[-1])
+        return key, got.get("got"), got.get("why")
+
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        for key, got, why in pool.map(launch, to_time):
+            if got is None:
+                not_measured(key, to_time[key], why)
+                continue
+            timed[key] = got
+            report(key, to_time[key], got, "itself")
     for key, seeds in classes.items():
         if key in to_time:
             continue
