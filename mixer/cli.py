@@ -94,6 +94,13 @@ def main(argv: list[str] | None = None) -> int:
         default=Path("config/literature.csv"),
         help="the logged figures (config key `literature`; default config/literature.csv)",
     )
+    literature.add_argument(
+        "--curves",
+        type=Path,
+        default=None,
+        help="the authors' learning curves (default: <anchors stem>_curves.csv beside the "
+        "anchors, when it exists)",
+    )
     literature.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
     literature.set_defaults(run=_literature)
 
@@ -309,7 +316,7 @@ def _plot(args) -> int:
 def _literature(args) -> int:
     from mixer.report.literature import write_literature
 
-    written = write_literature(args.runs, args.anchors, args.out_dir)
+    written = write_literature(args.runs, args.anchors, args.out_dir, args.curves)
     import pandas as pd
 
     verdicts = pd.read_csv(written["csv"])["verdict"].value_counts().to_dict()

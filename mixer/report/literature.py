@@ -9,6 +9,11 @@ For every anchor and every method of ``runs.csv`` whose learner is the anchor's,
 anchor's dataset, the table gives our mean and sample std over the ``ok`` seeds, their ratio
 to the logged value and a verdict. Only the ``default`` regime is compared: the other regimes
 change the data (fewer trajectories or environments), which is not the authors' protocol.
+
+Optional anchor columns: ``anchor`` (a unique id) and ``selection`` (which checkpoint the
+figure is, e.g. the lowest test loss over training). An anchor with an id may have a learning
+curve in the curves file (:mod:`mixer.report.literature_curves`); a second table then sets
+our cells against that curve at our own step count.
 """
 
 from __future__ import annotations
@@ -21,8 +26,17 @@ import pandas as pd
 
 from mixer.errors import ConfigError, MixerError
 from mixer.records.atomic import atomic_write_text
+from mixer.report.literature_curves import (
+    CURVE_COLUMNS,
+    SAME_STEP_COLUMNS,
+    curves_path,
+    read_curves,
+    same_step_lines,
+    same_steps,
+)
 
 ANCHOR_COLUMNS = ("dataset", "learner", "metric", "low", "high", "source", "setting")
+OPTIONAL_ANCHOR_COLUMNS = ("anchor", "selection")
 METRICS = ("mse_id", "mse_ood")
 RUNS_COLUMNS = ("dataset", "regime", "method", "seed", "status")  # runs.csv always has these
 REGIME = "default"
@@ -47,6 +61,9 @@ COLUMNS = [
     "verdict",
     "source",
     "setting",
+    "anchor",
+    "selection",
+    *SAME_STEP_COLUMNS,
 ]
 ANCHORS_FIX = (
     "Fix: give a CSV with the header "
@@ -89,8 +106,18 @@ def read_anchors(path) -> pd.DataFrame:
                 f"with 0 < low <= high (low == high for a single value). {ANCHORS_FIX}"
             )
     anchors[["low", "high"]] = anchors[["low", "high"]].astype(float)
-    # An empty source or setting (not stated for that anchor) is text, not NaN.
-    anchors[["source", "setting"]] = anchors[["source", "setting"]].fillna("").astype(str)
+    for column in OPTIONAL_ANCHOR_COLUMNS:
+        if column not in anchors:
+            anchors[column] = ""
+    # An empty source, setting, id or selection (not stated for that anchor) is text, not NaN.
+    text = ["source", "setting", *OPTIONAL_ANCHOR_COLUMNS]
+    anchors[text] = anchors[text].fillna("").astype(str)
+    ids = anchors.loc[anchors["anchor"] != "", "anchor"]
+    if ids.duplicated().any():
+        twice = sorted(set(ids[ids.duplicated()]))
+        raise ConfigError(
+            f"anchors file {path}: the anchor ids {twice} are not unique. {ANCHORS_FIX}"
+        )
     return anchors
 
 
@@ -137,12 +164,22 @@ def verdict(mean: float, high: float) -> str:
     return ABOVE
 
 
-def compare(runs: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
-    """One row per anchor and matching method (one ``not run`` row for an anchor without)."""
+def compare(
+    runs: pd.DataFrame, anchors: pd.DataFrame, curves: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """One row per anchor and matching method (one ``not run`` row for an anchor without).
+
+    ``curves`` (:func:`read_curves`): the authors' learning curves, for the same-step columns.
+    """
     learners = _learners(runs)
     default = runs[runs["regime"] == REGIME]
     rows = []
     for _, anchor in anchors.iterrows():
+        anchor_id = anchor.get("anchor", "")
+        anchor_id = "" if pd.isna(anchor_id) else str(anchor_id)
+        curve = None
+        if curves is not None and anchor_id:
+            curve = curves[curves["anchor"] == anchor_id]
         logged = {
             "dataset": anchor["dataset"],
             "learner": anchor["learner"],
@@ -150,15 +187,30 @@ def compare(runs: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
             "logged_low": anchor["low"],
             "logged_high": anchor["high"],
         }
-        sources = {"source": anchor["source"], "setting": anchor["setting"]}
+        selection = anchor.get("selection", "")
+        sources = {
+            "source": anchor["source"],
+            "setting": anchor["setting"],
+            "anchor": anchor_id,
+            "selection": "" if pd.isna(selection) else str(selection),
+        }
         cells = default[
             (default["dataset"] == anchor["dataset"])
             & (learners[default.index] == anchor["learner"])
         ]
         if cells.empty:
             empty = {"method": "", "ours_mean": np.nan, "ours_std": np.nan, "n_ok": 0}
+            steps = same_steps(anchor, cells, np.nan, curve)
             rows.append(
-                {**logged, **empty, "n_cells": 0, "ratio": np.nan, "verdict": NOT_RUN, **sources}
+                {
+                    **logged,
+                    **empty,
+                    "n_cells": 0,
+                    "ratio": np.nan,
+                    "verdict": NOT_RUN,
+                    **sources,
+                    **steps,
+                }
             )
             continue
         for method, group in cells.groupby("method", sort=True):
@@ -182,6 +234,7 @@ def compare(runs: pd.DataFrame, anchors: pd.DataFrame) -> pd.DataFrame:
                     "ratio": ratio,
                     "verdict": verdict(mean, anchor["high"]) if len(values) else NO_OK,
                     **sources,
+                    **same_steps(anchor, ok, mean, curve),
                 }
             )
     return pd.DataFrame(rows, columns=COLUMNS)
@@ -212,7 +265,9 @@ def _source_lines(anchors: pd.DataFrame) -> list[str]:
     for (source, setting), group in anchors.groupby(["source", "setting"], sort=False):
         learners = ", ".join(f"`{name}`" for name in dict.fromkeys(group["learner"]))
         datasets = ", ".join(dict.fromkeys(group["dataset"]))
-        text = f"- {learners} on {datasets}: {source or 'source not given'}"
+        ids = [name for name in dict.fromkeys(group.get("anchor", [])) if name]
+        named = f" ({', '.join(f'`{name}`' for name in ids)})" if ids else ""
+        text = f"- {learners} on {datasets}{named}: {source or 'source not given'}"
         lines.append(text + (f" (setting: {setting})." if setting else "."))
     return lines
 
@@ -253,14 +308,28 @@ def to_markdown(table: pd.DataFrame, anchors: pd.DataFrame) -> str:
             row["verdict"],
         ]
         lines.append("| " + " | ".join(cells) + " |")
+    if (table["their_runs"] > 0).any() or (table["n_best_val"] > 0).any():
+        lines += ["", *same_step_lines(table, _ours_text)]
     return "\n".join(lines) + "\n"
 
 
-def write_literature(runs_file, anchors_file, out_dir) -> dict[str, Path]:
-    """Read runs.csv and the anchors, write literature.csv and literature.md into ``out_dir``."""
+def write_literature(runs_file, anchors_file, out_dir, curves_file=None) -> dict[str, Path]:
+    """Read runs.csv and the anchors, write literature.csv and literature.md into ``out_dir``.
+
+    ``curves_file``: the authors' learning curves; by default :func:`curves_path` of the
+    anchors, used when it exists (an anchors file of one's own may have none).
+    """
     anchors = read_anchors(anchors_file)  # first: a bad anchors file is the likelier mistake
+    if curves_file is None and curves_path(anchors_file).is_file():
+        curves_file = curves_path(anchors_file)
+    if curves_file is not None and not Path(curves_file).is_file():
+        raise ConfigError(
+            f"curves file {curves_file} not found. Fix: give the authors' learning curves "
+            f"(columns {','.join(CURVE_COLUMNS)}) or leave the option out."
+        )
+    curves = read_curves(curves_file, anchors) if curves_file is not None else None
     runs = read_runs(runs_file)
-    table = compare(runs, anchors)
+    table = compare(runs, anchors, curves)
     paths = {name: Path(out_dir) / file for name, file in TABLES.items()}
     atomic_write_text(paths["csv"], table.to_csv(index=False))
     atomic_write_text(paths["markdown"], to_markdown(table, anchors))

@@ -171,19 +171,37 @@ def test_the_shipped_anchors_are_the_authors_figures():
     from mixer.methods.catalog import learner_names
 
     anchors = read_anchors(REPO / "config" / "literature.csv")
-    figures = {(a.dataset, a.learner, a.metric): (a.low, a.high) for a in anchors.itertuples()}
-    assert figures == {
-        ("lotka_volterra", "coda", "mse_id"): (1.47e-5, 1.47e-5),
-        ("lotka_volterra", "coda", "mse_ood"): (2.19e-5, 2.19e-5),
-        ("glycolytic", "coda", "mse_id"): (4.1e-4, 4.9e-4),
-        ("glycolytic", "coda", "mse_ood"): (4.23e-4, 4.23e-4),
-        ("selkov", "coda", "mse_id"): (9.0e-3, 1.04e-2),
-        ("selkov", "coda", "mse_ood"): (8.7e-3, 8.7e-3),
-        ("glycolytic", "ncf", "mse_id"): (5.9e-4, 5.9e-4),
-        ("glycolytic", "ncf", "mse_ood"): (5.9e-4, 5.9e-4),
-        ("selkov", "ncf", "mse_id"): (3.4e-4, 3.4e-4),
-        ("selkov", "ncf", "mse_ood"): (7.5e-2, 7.5e-2),
+    figures = {
+        a.anchor: (a.dataset, a.learner, a.metric, a.low, a.high) for a in anchors.itertuples()
     }
+    assert len(figures) == len(anchors)  # one row per id
+    assert figures == {
+        "coda-lv-id": ("lotka_volterra", "coda", "mse_id", 1.47e-5, 1.47e-5),
+        "coda-lv-ood": ("lotka_volterra", "coda", "mse_ood", 2.19e-5, 2.19e-5),
+        "coda-lv-ood-w64": ("lotka_volterra", "coda", "mse_ood", 1.99e-5, 1.99e-5),
+        "coda-go-id": ("glycolytic", "coda", "mse_id", 4.12e-4, 4.91e-4),
+        "coda-go-id-w90": ("glycolytic", "coda", "mse_id", 5.77e-4, 5.77e-4),
+        "coda-go-ood": ("glycolytic", "coda", "mse_ood", 4.23e-4, 4.23e-4),
+        "coda-sk-id": ("selkov", "coda", "mse_id", 8.99e-3, 1.04e-2),
+        "coda-sk-ood": ("selkov", "coda", "mse_ood", 7.84e-3, 8.73e-3),
+        "ncf-lv-id": ("lotka_volterra", "ncf", "mse_id", 3.66e-5, 3.66e-5),
+        "ncf-go-id": ("glycolytic", "ncf", "mse_id", 5.91e-4, 5.91e-4),
+        "ncf-go-ood": ("glycolytic", "ncf", "mse_ood", 5.90e-4, 5.90e-4),
+        "ncf-sk-id": ("selkov", "ncf", "mse_id", 3.37e-4, 3.37e-4),
+        "ncf-sk-ood": ("selkov", "ncf", "mse_ood", 7.45e-2, 7.45e-2),
+        "cavia-lv-id": ("lotka_volterra", "cavia", "mse_id", 1.8e-3, 1.8e-3),
+        "cavia-lv-ood": ("lotka_volterra", "cavia", "mse_ood", 1.6e-3, 1.6e-3),
+        "cavia-go-id": ("glycolytic", "cavia", "mse_id", 1.08e-2, 1.08e-2),
+        "cavia-go-ood": ("glycolytic", "cavia", "mse_ood", 3.97e-2, 3.97e-2),
+        "cavia-sk-id": ("selkov", "cavia", "mse_id", 5.36e-2, 5.36e-2),
+        "cavia-sk-ood": ("selkov", "cavia", "mse_ood", 4.45e-2, 4.45e-2),
+    }
+    # Every figure names the file and line it was read from, and which checkpoint it is.
+    assert anchors["source"].str.contains(r"@[0-9a-f]{7} \S+:\d+").all()
+    assert (anchors["selection"] != "").all()
+    # CoDA's in-domain figures are the lowest test loss over training: said in the table.
+    coda_id = anchors[(anchors["learner"] == "coda") & (anchors["metric"] == "mse_id")]
+    assert coda_id["selection"].str.contains("chosen on test").all()
     # Names the suite uses: the registry's learners, the default config's datasets.
     assert set(anchors["learner"]) <= set(learner_names())
     assert set(anchors["dataset"]) <= set(load_config(REPO / "config" / "config.yaml")["datasets"])

@@ -178,3 +178,11 @@ def partial_report():
     for path in map(Path, report_targets()):
         if path.exists():
             os.utime(path, (1, 1))  # not 0: Snakemake reads an mtime of 0 as unknown
+
+
+def literature_curves(wildcards):
+    """The authors' learning curves beside the anchors file (`<stem>_curves.csv`), if any:
+    `mixer literature` reads them from there, so a change to them rebuilds the table."""
+    anchors = Path(config["literature"])
+    curves = anchors.with_name(f"{anchors.stem}_curves.csv")
+    return [str(curves)] if curves.is_file() else []

@@ -37,6 +37,7 @@ rule literature:
     input:
         runs=rules.aggregate.output.runs,
         anchors=config["literature"],
+        curves=literature_curves,
     output:
         table=report(
             "results/tables/literature.csv",
