@@ -24,7 +24,9 @@ and the line ``lv_mixer3_geps_inner_steps_per_s <value>`` (the first thread coun
 from __future__ import annotations
 
 import argparse
+import functools
 import resource
+import statistics
 import tempfile
 import time
 
@@ -34,6 +36,7 @@ from mixer.config import resolve_method, validate_config, validate_dataset_spec
 from mixer.data import generate, load_dataset, save_dataset
 from mixer.methods import learner_class
 from mixer.models import VectorField, rollout
+from mixer.training.allocator import keep_freed_memory
 from mixer.training.batches import make_batch
 
 
@@ -80,15 +83,37 @@ def mixer3_learner(dataset, device, solver, n_inner, lr, seed):
     return learner_class("mixer")(cfg, 2, train.n_envs, device, seed=seed), train
 
 
-def train_and_score(dataset, device, solver, args, threads):
+def interleaved(learner, ceiling, runs: int) -> list[float]:
+    """Makes ``learner.fit`` measure ``ceiling()`` at ``runs`` evenly spaced outer steps (the
+    first included); returns the list the rates go to and, as its last entry after the fit,
+    the seconds those measurements took (to take off the training time)."""
+    found, start, spent = [], learner.start_outer_step, [0.0]
+    n_outer = learner.cfg["training"]["outer_steps"]
+    at = {round(i * n_outer / runs) for i in range(runs)}
+
+    def measured(outer, n):
+        if outer in at:
+            began = time.perf_counter()
+            found.append(ceiling())
+            spent[0] += time.perf_counter() - began
+        start(outer, n)
+
+    learner.start_outer_step = measured
+    return found, spent
+
+
+def train_and_score(dataset, device, solver, args, threads, ceiling=None):
+    """Inner steps/s of training (and the errors with --full); with ``ceiling``, also the
+    ceiling's rates, measured between outer steps of the same run (their time left out)."""
     torch.set_num_threads(threads)
     n_inner = 960 if args.full else args.steps
     learner, train = mixer3_learner(dataset, device, solver, n_inner, LR, seed=args.seed)
+    ceilings, spent = interleaved(learner, ceiling, args.ceiling_runs) if ceiling else ([], [0])
     began = time.perf_counter()
     log = learner.fit(train)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    seconds = time.perf_counter() - began
+    seconds = time.perf_counter() - began - spent[0]
     rate = log.inner_steps / seconds
     print(
         f"threads {threads}: {log.inner_steps} inner steps in {seconds:.2f} s "
@@ -104,7 +129,7 @@ def train_and_score(dataset, device, solver, args, threads):
         mse_ood = (learner.predict(query, learner.adapt(support)) - query.X).square().mean()
         print(f"threads {threads}, seed {args.seed}: test_mse_id {mse_id:.4g}  "
               f"adaptation_mse {mse_ood.item():.4g}")  # fmt: skip
-    return rate
+    return rate, ceilings
 
 
 # Learning rates (contexts, network), chosen on val with seeds 10 and 11 (never 0, the seed
@@ -171,12 +196,18 @@ def main():
     parser.add_argument("--substeps", type=int, default=1, help="RK4 steps per interval")
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--ceiling-runs", type=int, default=7, help="ceiling measurements")
     tune_help = "instead: val MSE of each learning rate of LR_GRID for these seeds"
     parser.add_argument("--tune", type=int, nargs="+", metavar="SEED", help=tune_help)
     seed_help = "training seed (0 is the reported one; others show the spread of the errors)"
     parser.add_argument("--seed", type=int, default=0, help=seed_help)
+    parser.add_argument(
+        "--glibc-defaults", action="store_true", help="leave glibc's allocator as it is"
+    )
     args = parser.parse_args()
     device = torch.device(args.device)
+    if not args.glibc_defaults:
+        keep_freed_memory()  # as `mixer train` runs
 
     spec = validate_dataset_spec("lv", {"generator": "ode", "systems": ["lotka_volterra"]})
     folder = tempfile.mkdtemp(prefix="bench_lv_")
@@ -192,14 +223,26 @@ def main():
         mse, worst, nfe = lv_integration_error(dataset, device, setting)
         print(f"integration error on the true LV field, {name}: MSE {mse:.3g}, "
               f"max {worst:.3g}, {nfe} evaluations")  # fmt: skip
-    rates = [train_and_score(dataset, device, solver, args, n) for n in args.threads]
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
-    print(f"peak memory (max RSS) {peak:.2f} GiB")
+    ceiling = None
     if device.type == "cpu":
         n_evals = 19 * 4 * args.substeps if args.solver == "rk4" else 62
-        ceiling = matmul_ceiling(device, n_evals, refit_every=5)
-        print(f"ceiling: the matrix products of an inner step alone, 1 thread, warm caches: "
-              f"{ceiling:.2f} inner steps/s")  # fmt: skip
+        ceiling = functools.partial(matmul_ceiling, device, n_evals, refit_every=5)
+    rates = []
+    for i, n in enumerate(args.threads):
+        rate, ceilings = train_and_score(
+            dataset, device, solver, args, n, ceiling if i == 0 else None
+        )
+        rates.append(rate)
+        torch.set_num_threads(1)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # KiB -> GiB
+    print(f"peak memory (max RSS) {peak:.2f} GiB")
+    if ceilings:
+        mid = statistics.median(ceilings)
+        print(f"ceiling: the matrix products of an inner step alone, 1 thread, warm caches, "
+              f"{len(ceilings)} runs interleaved with the {args.threads[0]}-thread training: "
+              f"median {mid:.2f} inner steps/s (min {min(ceilings):.2f}, max "
+              f"{max(ceilings):.2f}: {', '.join(f'{c:.2f}' for c in ceilings)})")  # fmt: skip
+        print(f"fraction of the ceiling: {rates[0] / mid:.3f}")
     print(f"lv_mixer3_geps_inner_steps_per_s {rates[0]:.2f}")
     return None
 

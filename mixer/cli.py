@@ -207,7 +207,10 @@ def _one_thread() -> None:
     # Torch is fastest here with one thread per process; Snakemake runs jobs in parallel.
     import torch
 
+    from mixer.training.allocator import keep_freed_memory
+
     torch.set_num_threads(int(os.environ.get("MIXER_THREADS", "1")))
+    keep_freed_memory()  # no page faults for every large tensor of a step
 
 
 def _train(args) -> int:
