@@ -48,6 +48,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 from mixer.config import experiment_cells, load_config, resolve_cell
+from mixer.config.resources import cost_fingerprint, read_costs
 from mixer.data import generate, load_dataset, save_dataset
 from mixer.methods import learner_class
 from mixer.stages.train import build_learner, pick_device
@@ -113,7 +114,7 @@ def class_row(cfg, n_cells: int, got: dict, launch_us: float) -> dict:
         "learner": f"{cfg['learner']}/{architecture}", "cells": n_cells,
         "outer_steps": outer, "adapt_steps": adapt, **got,
         "hours_cell": cell_s / 3600, "hours_class": n_cells * cell_s / 3600,
-        "gpu_hours_class": n_cells * gpu_s / 3600,
+        "gpu_hours_class": n_cells * gpu_s / 3600, "fingerprint": cost_fingerprint(cfg),
     }  # fmt: skip
 
 
@@ -344,9 +345,20 @@ def main():
     parser.add_argument("--jobs", type=int, default=1, help="classes timed side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # DATASET/METHOD/REGIME
     parser.add_argument("--csv", type=Path)
+    parser.add_argument(
+        "--costs",
+        type=Path,
+        help="merge the classes' per-step costs into this table "
+        "(config/costs.csv: the workflow's runtime and mem_mb per job)",
+    )
     parser.add_argument("--markdown", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
+    try:  # as `mixer train` runs (older trees of the suite, timed for comparison, lack it)
+        from mixer.training.allocator import keep_freed_memory
+    except ImportError:
+        keep_freed_memory = bool
+    keep_freed_memory()
     device = pick_device(args.device)
     estimate = device.type == "cpu"
     unit = "CPU-h" if estimate else "GPU-h"
@@ -436,6 +448,23 @@ def main():
             writer.writerows(rows)
     if args.markdown:
         args.markdown.write_text(markdown(header, cols, rows, footer))
+    if args.costs:
+        write_costs(args.costs, rows)
+
+
+COST_COLUMNS = ("dataset", "method", "regime", "timed_as", "s_outer", "s_outer_init",
+                "s_outer_trained", "s_adapt", "peak_mb", "fingerprint")  # fmt: skip
+
+
+def write_costs(path: Path, rows: list[dict]) -> None:
+    """Merge ``rows`` into the cost table at ``path`` (a class measured again replaces its row)."""
+    table = read_costs(path)
+    for row in rows:
+        table[(row["dataset"], row["method"], row["regime"])] = {k: row[k] for k in COST_COLUMNS}
+    with path.open("w", newline="") as out:
+        writer = csv.DictWriter(out, COST_COLUMNS)
+        writer.writeheader()
+        writer.writerows(table[k] for k in sorted(table))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from pathlib import Path
 from mixer.data import SPLITS
 from mixer.config.code import rule_code_hash
 from mixer.config import experiment_cells, resolve_cell
+from mixer.config.resources import cell_resources, read_costs
 
 DATA_NAMES = ["meta.json"] + [f"{split}.npz" for split in SPLITS]
 
@@ -186,3 +187,25 @@ def literature_curves(wildcards):
     anchors = Path(config["literature"])
     curves = anchors.with_name(f"{anchors.stem}_curves.csv")
     return [str(curves)] if curves.is_file() else []
+
+
+# Measured cost per step of each cost class (benchmarks/bench_paper_cost.py --costs).
+COSTS = read_costs("config/costs.csv")
+
+
+def cell_resource(stage, key):
+    """A resource (`runtime` minutes or `mem_mb`) of a cell's `stage` job, from its measured
+    cost class and its own budget (mixer.config.resources; flat defaults when not timed).
+    """
+
+    def resource(wildcards):
+        cell = resolve_cell(
+            config,
+            wildcards.dataset,
+            wildcards.regime,
+            wildcards.method,
+            int(wildcards.seed),
+        )
+        return cell_resources(cell, COSTS, stage)[key]
+
+    return resource

@@ -15,8 +15,10 @@ rule evaluate:
         "../envs/mixer.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        # From the cell's measured cost class and budget (config/costs.csv; config/README.md,
+        # "What the paper grid costs"), else the flat defaults of mixer/config/resources.py.
+        mem_mb=cell_resource("evaluate", "mem_mb"),
+        runtime=cell_resource("evaluate", "runtime"),
     params:
         code=code("evaluate"),
         dataset=dataset_spec,

@@ -19,8 +19,10 @@ rule train:
         "../envs/mixer.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=120,
+        # From the cell's measured cost class and budget (config/costs.csv; config/README.md,
+        # "What the paper grid costs"), else the flat defaults of mixer/config/resources.py.
+        mem_mb=cell_resource("train", "mem_mb"),
+        runtime=cell_resource("train", "runtime"),
         gpu=config["gpus_per_training_job"],
     params:
         spec=cell_spec,
