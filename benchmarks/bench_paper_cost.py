@@ -192,7 +192,7 @@ def scaled_inner(cfg: dict, inner: int | None) -> tuple[dict, float]:
     return run, total / inner
 
 
-def measure(cfg, dataset, device, outer: int, adapt: int, inner=None, trained=0) -> dict:
+def measure(cfg, dataset, device, outer: int, adapt: int, inner=None, trained=0, ops=True) -> dict:
     """Seconds and kernel ops per outer step (at initialisation and, with ``trained``, after
     that many more outer steps) and per adaptation step of one resolved cell."""
     cfg, factor = scaled_inner(cfg, inner)
@@ -206,7 +206,8 @@ def measure(cfg, dataset, device, outer: int, adapt: int, inner=None, trained=0)
     train = build_learner(cfg, dataset, device, cfg["seed"])[1]
     base = warmup_outer_steps(cfg)
     # The counted run is also the throwaway one that warms up the code paths.
-    ops_outer = ops_of_last_outer_step(make_learner(base + 1), train) * factor
+    # Without ``ops`` the timed run's own first outer step warms the code paths up.
+    ops_outer = ops_of_last_outer_step(make_learner(base + 1), train) * factor if ops else 0
     first = list(range(base, base + outer))
     later = list(range(base + outer + trained, base + 2 * outer + trained)) if trained else []
     learner = make_learner((later or first)[-1] + 2)
@@ -226,7 +227,10 @@ def measure(cfg, dataset, device, outer: int, adapt: int, inner=None, trained=0)
             budget[0][budget[1]] = steps
             learner.adapt(support)
 
-        got["ops_adapt"] = kernel_ops(run_adapt, 2) - kernel_ops(run_adapt, 1)
+        if ops:
+            got["ops_adapt"] = kernel_ops(run_adapt, 2) - kernel_ops(run_adapt, 1)
+        else:
+            run_adapt(1)  # warms the code paths up
         short, long = seconds(device, run_adapt, 1), seconds(device, run_adapt, 1 + adapt)
         got["s_adapt"] = (long - short) / adapt
     got["peak_mb"] = peak_mb()
@@ -321,7 +325,9 @@ def worker(config, args, device) -> None:
             print(json.dumps({"why": why}))
             return
         cfg = resolve_cell(config, name, regime, method, seed)
-        got = measure(cfg, dataset, device, args.outer, args.adapt, args.inner, args.trained)
+        got = measure(
+            cfg, dataset, device, args.outer, args.adapt, args.inner, args.trained, not args.no_ops
+        )
     print(json.dumps({"got": got}))
 
 
@@ -341,6 +347,9 @@ def main():
     )
     parser.add_argument(
         "--trained", type=int, default=0, help="outer steps between the two timings (0: one)"
+    )
+    parser.add_argument(
+        "--no-ops", action="store_true", help="no kernel counts (GPU estimate): half the time"
     )
     parser.add_argument("--jobs", type=int, default=1, help="classes timed side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # DATASET/METHOD/REGIME
@@ -403,6 +412,8 @@ def main():
                    "--trained", str(args.trained), "--device", args.device]  # fmt: skip
         if args.inner:
             command += ["--inner", str(args.inner)]
+        if args.no_ops:
+            command.append("--no-ops")
         done = subprocess.run(command, capture_output=True, text=True)
         lines = done.stdout.strip().splitlines()
         if done.returncode or not lines:
