@@ -351,6 +351,9 @@ def main():
     parser.add_argument(
         "--no-ops", action="store_true", help="no kernel counts (GPU estimate): half the time"
     )
+    parser.add_argument(
+        "--reuse", type=Path, help="a cost table whose classes (same settings) are not re-timed"
+    )
     parser.add_argument("--jobs", type=int, default=1, help="classes timed side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # DATASET/METHOD/REGIME
     parser.add_argument("--csv", type=Path)
@@ -406,6 +409,14 @@ def main():
         rows.append({**class_row(cfg, len(seeds), got, args.gpu_launch_us), "timed_as": source})
         print(" ".join(f"{rows[-1][k]:{w}{f}}" for k, _, w, f in cols), flush=True)
 
+    if args.reuse:  # classes already timed at these settings (same fingerprint) are not again
+        for key, row in read_costs(args.reuse).items():
+            if key in to_time and row["timed_as"] == "itself":
+                cfg = resolve_cell(config, key[0], key[2], key[1], to_time[key][0])
+                if row["fingerprint"] == cost_fingerprint(cfg):
+                    timed[key] = reused(row)
+                    report(key, to_time.pop(key), timed[key], "itself")
+
     def launch(key):
         command = [sys.executable, __file__, "--worker", "/".join(key), "--config", *args.config,
                    "--outer", str(args.outer), "--adapt", str(args.adapt),
@@ -417,7 +428,10 @@ def main():
         done = subprocess.run(command, capture_output=True, text=True)
         lines = done.stdout.strip().splitlines()
         if done.returncode or not lines:
-            return key, None, (done.stderr.strip().splitlines() or ["no output"])[-1]
+            why = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+            if done.returncode == -9:
+                why = "killed (SIGKILL: out of memory on this machine?)"
+            return key, None, why
         got = json.loads(lines[-1])
         return key, got.get("got"), got.get("why")
 
@@ -461,6 +475,12 @@ def main():
         args.markdown.write_text(markdown(header, cols, rows, footer))
     if args.costs:
         write_costs(args.costs, rows)
+
+
+def reused(row: dict) -> dict:
+    """A cost table row as measured figures (no kernel counts)."""
+    figures = ("s_outer", "s_outer_init", "s_outer_trained", "s_adapt", "peak_mb")
+    return {**{k: float(row[k]) for k in figures}, "ops_outer": 0, "ops_adapt": 0}
 
 
 COST_COLUMNS = ("dataset", "method", "regime", "timed_as", "s_outer", "s_outer_init",
