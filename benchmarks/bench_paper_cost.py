@@ -354,6 +354,7 @@ def main():
     parser.add_argument(
         "--reuse", type=Path, help="a cost table whose classes (same settings) are not re-timed"
     )
+    parser.add_argument("--reuse-only", action="store_true", help="time nothing (a report)")
     parser.add_argument("--jobs", type=int, default=1, help="classes timed side by side")
     parser.add_argument("--worker", help=argparse.SUPPRESS)  # DATASET/METHOD/REGIME
     parser.add_argument("--csv", type=Path)
@@ -416,6 +417,10 @@ def main():
                 if row["fingerprint"] == cost_fingerprint(cfg):
                     timed[key] = reused(row)
                     report(key, to_time.pop(key), timed[key], "itself")
+        if args.reuse_only:
+            for key, seeds in to_time.items():
+                not_measured(key, seeds, f"not in {args.reuse}")
+            to_time = {}
 
     def launch(key):
         command = [sys.executable, __file__, "--worker", "/".join(key), "--config", *args.config,
