@@ -420,6 +420,7 @@ def main():
         if args.reuse_only:
             for key, seeds in to_time.items():
                 not_measured(key, seeds, f"not in {args.reuse}")
+                timed[key] = None  # reported: not measured
             to_time = {}
 
     def launch(key):
@@ -448,9 +449,9 @@ def main():
             timed[key] = got
             report(key, to_time[key], got, "itself")
     for key, seeds in classes.items():
-        if key in to_time:
+        if key in to_time or key in timed:  # reported above (timed now or reused)
             continue
-        source = timed_as(key, timed, borrow)
+        source = timed_as(key, {k: v for k, v in timed.items() if v is not None}, borrow)
         if source is None:
             not_measured(key, seeds, "no timed class of its dataset and method")
             continue
