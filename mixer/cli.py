@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from mixer.errors import ConfigError, MixerError
+from mixer.training.allocator import keep_freed_memory  # ctypes only, no torch
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -206,8 +207,6 @@ def _generate(args) -> int:
 def _one_thread() -> None:
     # Torch is fastest here with one thread per process; Snakemake runs jobs in parallel.
     import torch
-
-    from mixer.training.allocator import keep_freed_memory
 
     torch.set_num_threads(int(os.environ.get("MIXER_THREADS", "1")))
     keep_freed_memory()  # no page faults for every large tensor of a step
