@@ -29,7 +29,7 @@ def lv_cell(method="mixer", outer=None):
 
 def write_table(path, cell, **figures):
     row = {"dataset": cell["dataset"], "method": cell["method"], "regime": cell["regime"],
-           "s_outer": 12.0, "s_adapt": 0.5, "peak_mb": 900.0,
+           "s_outer": 12.0, "s_adapt": 0.5, "peak_mb": 2900.0,
            "fingerprint": cost_fingerprint(cell), **figures}  # fmt: skip
     with path.open("w", newline="") as f:
         writer = csv.DictWriter(f, list(row))
@@ -42,8 +42,8 @@ def test_a_timed_class_gets_its_budget_times_its_measured_step(tmp_path):
     cell = lv_cell(outer=500)
     costs = write_table(tmp_path / "costs.csv", cell)
     got = cell_resources(cell, costs, "train")
-    # 500 steps x 12 s = 100 min, x 1.5 = 150, + 10 of slack; memory 900 x 1.5 -> 1400 MB
-    assert got == {"runtime": 150 + SLACK_MIN, "mem_mb": 1400}
+    # 500 steps x 12 s = 100 min, x 1.5 = 150, + 10 of slack; memory 2900 x 1.5 -> 4400 MB
+    assert got == {"runtime": 150 + SLACK_MIN, "mem_mb": 4400}
     steps = cell["adaptation"]["steps"]
     want = -(-MARGIN * steps * 0.5 // 60) + SLACK_MIN
     assert cell_resources(cell, costs, "evaluate")["runtime"] == want
