@@ -7,7 +7,7 @@ reference's refit schedule (gate refit every 5 inner steps) and the paper's prox
 its entry count as the reference does: ``proximal_norm: mean``). The solver is fixed-step
 RK4 by default; the script prints its integration error on the true LV field next to dopri5
 at rtol 1e-3, atol 1e-6
-(the reference's tolerance). Target: >= 33 inner steps per second at one thread.
+(the reference's tolerance). Target: >= 0.5 of the ceiling below at one thread (issue 23).
 
     python benchmarks/bench_lv_mixer3.py [--steps 48] [--full] [--solver rk4|dopri5]
                                          [--substeps 1] [--threads 1 2] [--seed 0]

@@ -116,11 +116,6 @@ def pick(found: dict[str, dict]) -> str:
     return "dopri5"
 
 
-def solver_of(choice: str) -> dict:
-    """The config `solver` block of a pick."""
-    return dict(candidates()[choice])
-
-
 def ode_datasets(config: dict, only=None) -> list[str]:
     used = {d for exp in config.get("experiments", []) for d in exp["datasets"]}
     return [
