@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     literature = commands.add_parser(
         "literature", help="the baselines' results next to their authors' logged figures"
     )
-    literature.add_argument(
-        "--runs", type=Path, required=True, help="runs.csv of `mixer aggregate`"
-    )
+    literature.add_argument("--runs", type=Path, required=True, help="`mixer aggregate`'s runs.csv")
     literature.add_argument(
         "--anchors",
         type=Path,
@@ -103,6 +101,7 @@ def main(argv: list[str] | None = None) -> int:
         "anchors, when it exists)",
     )
     literature.add_argument("--out-dir", type=Path, required=True, help="folder of the tables")
+    literature.add_argument("--figure", type=Path, help="also draw the learning curves (PNG)")
     literature.set_defaults(run=_literature)
 
     claims = commands.add_parser(
@@ -318,7 +317,7 @@ def _plot(args) -> int:
 def _literature(args) -> int:
     from mixer.report.literature import write_literature
 
-    written = write_literature(args.runs, args.anchors, args.out_dir, args.curves)
+    written = write_literature(args.runs, args.anchors, args.out_dir, args.curves, args.figure)
     import pandas as pd
 
     verdicts = pd.read_csv(written["csv"])["verdict"].value_counts().to_dict()

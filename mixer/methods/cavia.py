@@ -16,6 +16,10 @@ from mixer.training.adaptation import per_env_mse
 from mixer.training.batches import EnvBatch
 from mixer.training.loops import train_joint
 
+# Largest context whose inner gradient comes from forward sensitivities (see
+# CAVIALearner.sensitivities); the suite's contexts are 2-6 entries, the CAVIA authors' 1024.
+SENSITIVITY_MAX_DIM = 64
+
 
 @register_method("cavia")
 class CAVIALearner(MLPFieldLearner):
@@ -73,7 +77,7 @@ class CAVIALearner(MLPFieldLearner):
         With ``create_graph`` the result stays differentiable in θ (second order); with
         ``first_order`` each inner gradient is detached.
         """
-        if self.solver["method"] not in FIXED_STEP_METHODS:
+        if not self.sensitivities():
             return self._inner_loop_autograd(support, steps, create_graph, first_order)
         phi = support.X.new_zeros(support.n_envs, self.ctx_dim)
         with torch.set_grad_enabled(create_graph and torch.is_grad_enabled()):
@@ -83,6 +87,15 @@ class CAVIALearner(MLPFieldLearner):
                     grad = grad.detach()
                 phi = phi - self.cfg["cavia_inner_lr"] * grad
         return phi
+
+    def sensitivities(self) -> bool:
+        """Whether the inner gradient comes from forward sensitivities: a fixed-step solver
+        (exact derivatives of its steps) and a context of at most ``SENSITIVITY_MAX_DIM``
+        entries. They carry one tangent rollout per context entry, so at the CAVIA authors'
+        d_φ = 1024 they cost ~1024 rollouts and ~20 GB on LV; autograd's double reverse
+        pass costs a few rollouts whatever d_φ."""
+        fixed = self.solver["method"] in FIXED_STEP_METHODS
+        return fixed and self.ctx_dim <= SENSITIVITY_MAX_DIM
 
     def support_gradient(self, phi: Tensor, support: EnvBatch) -> Tensor:
         """∂/∂φ of Σ_e MSE_e on the support [E, d_φ], from the forward sensitivities ∂x/∂φ_e.
@@ -139,7 +152,7 @@ class CAVIALearner(MLPFieldLearner):
         phi = self.inner_loop(
             support, self.cfg["cavia_inner_steps"], create_graph=True, first_order=first_order
         )
-        if self.solver["method"] in FIXED_STEP_METHODS:
+        if self.sensitivities():
             pred, _ = self.fast_roll(phi, query, jacobian=False)
         else:
             pred = self.roll(self.field(phi), query)
@@ -153,9 +166,18 @@ class CAVIALearner(MLPFieldLearner):
         return self.meta_loss(support, query, self.cfg["cavia_first_order"])
 
     def fit(self, train, checkpoint=None):
+        self._train = train
         log = train_joint(self, train, self.cfg["training"], checkpoint)
-        self.ctx = self.inner_loop(train, self.cfg["cavia_inner_steps"], False).detach()
+        self.ctx = self.training_contexts()
         return log
+
+    def training_contexts(self) -> Tensor:
+        """φ of every training environment: the inner loop on its training trajectories."""
+        return self.inner_loop(self._train, self.cfg["cavia_inner_steps"], False).detach()
+
+    def validation_mse(self):
+        self.ctx = self.training_contexts()  # the contexts the state kept as best-on-val holds
+        return super().validation_mse()
 
     def predict(self, batch, contexts=None):
         contexts = self.ctx if contexts is None else contexts

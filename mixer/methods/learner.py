@@ -8,6 +8,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from mixer.training.adaptation import per_env_mse
 from mixer.training.batches import EnvBatch
 
 
@@ -65,6 +66,8 @@ class Learner(ABC):
     architecture: ClassVar[str | None] = None
     fixed_n_experts: ClassVar[int | None] = None
     trains: ClassVar[bool] = True
+    # The validation split while training scores it (training's val_every > 0), else None.
+    validation: EnvBatch | None = None
 
     def __init__(self, cfg: dict, state_dim: int, n_envs: int, device: torch.device, seed: int):
         self.cfg = cfg
@@ -124,6 +127,14 @@ class Learner(ABC):
 
     def attach_optimizers(self, opt_ctx, opt_model) -> None:  # noqa: B027
         """Called once the loop's optimisers exist (and after a resume). Default: nothing."""
+
+    def validation_mse(self) -> float:
+        """Mean over environments of the MSE of ``self.validation`` (the validation split, set
+        by the training stage when the training block's ``val_every`` > 0) predicted with the
+        training contexts. A learner whose contexts are computed at the end of ``fit``
+        (CAVIA) computes them here first."""
+        batch = self.validation
+        return float(per_env_mse(self.predict(batch), batch.X).mean())
 
     def log_extras(self) -> dict:
         """Extra train_log.csv columns of this outer step. Default: none."""

@@ -1,7 +1,8 @@
 """The suite's baselines next to what their authors logged: literature.csv and literature.md.
 
 An *anchor* is one figure from a baseline's own runs (config key ``literature``, by default
-``config/literature.csv``): a dataset, a learner of the registry, a metric of metrics.json
+``config/literature.csv``): a dataset (or several, ``a|b``: a row for each), a learner of the
+registry, a metric of metrics.json
 (``mse_id``, ``mse_ood``) and the logged value, a range ``low``..``high`` or one value
 (``low == high``), with its ``source`` and the authors' ``setting``.
 
@@ -194,9 +195,12 @@ def compare(
             "anchor": anchor_id,
             "selection": "" if pd.isna(selection) else str(selection),
         }
+        # "a|b": the anchor's data as several datasets of the config hold it (e.g. the
+        # authors' design, glycolytic_authors, and the default glycolytic).
+        names = str(anchor["dataset"]).split("|")
+        logged["dataset"] = names[0]
         cells = default[
-            (default["dataset"] == anchor["dataset"])
-            & (learners[default.index] == anchor["learner"])
+            default["dataset"].isin(names) & (learners[default.index] == anchor["learner"])
         ]
         if cells.empty:
             empty = {"method": "", "ours_mean": np.nan, "ours_std": np.nan, "n_ok": 0}
@@ -213,7 +217,8 @@ def compare(
                 }
             )
             continue
-        for method, group in cells.groupby("method", sort=True):
+        for (dataset, method), group in cells.groupby(["dataset", "method"], sort=True):
+            logged["dataset"] = dataset
             ok = group[group["status"] == "ok"]
             metric = anchor["metric"]  # absent from runs.csv while no cell has been scored
             values = pd.to_numeric(ok[metric], errors="coerce") if metric in ok else []
@@ -313,11 +318,14 @@ def to_markdown(table: pd.DataFrame, anchors: pd.DataFrame) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_literature(runs_file, anchors_file, out_dir, curves_file=None) -> dict[str, Path]:
+def write_literature(
+    runs_file, anchors_file, out_dir, curves_file=None, figure=None
+) -> dict[str, Path]:
     """Read runs.csv and the anchors, write literature.csv and literature.md into ``out_dir``.
 
     ``curves_file``: the authors' learning curves; by default :func:`curves_path` of the
-    anchors, used when it exists (an anchors file of one's own may have none).
+    anchors, used when it exists (an anchors file of one's own may have none). ``figure``:
+    also draw the cells' validation curves beside the authors' there (a PNG path).
     """
     anchors = read_anchors(anchors_file)  # first: a bad anchors file is the likelier mistake
     if curves_file is None and curves_path(anchors_file).is_file():
@@ -333,4 +341,8 @@ def write_literature(runs_file, anchors_file, out_dir, curves_file=None) -> dict
     paths = {name: Path(out_dir) / file for name, file in TABLES.items()}
     atomic_write_text(paths["csv"], table.to_csv(index=False))
     atomic_write_text(paths["markdown"], to_markdown(table, anchors))
+    if figure is not None:
+        from mixer.report.plots.learning_curves import draw_learning_curves
+
+        paths["figure"] = draw_learning_curves(runs, anchors, curves, figure)
     return paths

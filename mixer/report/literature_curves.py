@@ -22,9 +22,10 @@ import pandas as pd
 from mixer.errors import ConfigError
 
 CURVE_COLUMNS = ("anchor", "run", "step", "native_step", "value", "source")
-# A runs.csv column `{metric}{BEST_ON_VAL}` holds a cell's score of its checkpoint chosen on
-# validation data; without it only the final model is scored.
-BEST_ON_VAL = "_best_val"
+# A runs.csv column `{BEST_ON_VAL}{metric}` holds a cell's score of its state chosen on
+# validation data (metrics.json's best_val block, training's val_every > 0); without it only
+# the final model is scored.
+BEST_ON_VAL = "best_val."
 STEPS = "inner_steps"  # runs.csv: gradient steps of a cell's training
 # The columns same_steps adds to a row of the literature table (NaN where the anchor has no
 # curve or the cells no step count).
@@ -139,7 +140,7 @@ def same_steps(anchor, ok: pd.DataFrame, mean: float, curve: pd.DataFrame | None
     """The same-step columns of one anchor and one method's ok cells (see COLUMNS)."""
     metric = anchor["metric"]
     steps = _finite(ok[STEPS]) if STEPS in ok else np.array([])
-    best = _finite(ok[metric + BEST_ON_VAL]) if metric + BEST_ON_VAL in ok else np.array([])
+    best = _finite(ok[BEST_ON_VAL + metric]) if BEST_ON_VAL + metric in ok else np.array([])
     # Cells of one method train for the same budget; a diverged one is not among the ok.
     our_steps = float(np.median(steps)) if len(steps) else np.nan
     row = {

@@ -136,6 +136,8 @@ def evaluate_cell(model_file, dataset_dir, out_file, dataset_spec: dict | None =
     }
     if state["status"] == "ok":
         metrics_out.update(_score(state, cfg, dataset))
+        if state.get("best_val"):
+            metrics_out["best_val"] = _score_best_val(state, cfg, dataset)
     metrics_out["fingerprint"] = state["fingerprint"]
     metrics_out["model_sha256"] = file_sha256(model_file)
     metrics_out["provenance"] = {
@@ -257,6 +259,22 @@ def _score(state, cfg, dataset) -> dict:
     if metrics.dataset_kind(dataset.meta) in metrics.LABELLED_GENERATORS:
         out.update(_labelled_scores(dataset, train, support, contexts, adapted, routing))
     return out
+
+
+# What metrics.json's best_val block keeps of the checkpoint's own scores.
+BEST_VAL_SCORES = ("mse_id", "mse_ood", "mse_val", "rel_mse_id", "rel_mse_ood")
+
+
+def _score_best_val(state, cfg, dataset) -> dict:
+    """The state of lowest validation MSE during training (training's ``val_every``) scored
+    as the final model is, adaptation included: where it was taken and its errors."""
+    best = state["best_val"]
+    scores = _score({**state, "learner": best["learner"], "routing_trace": None}, cfg, dataset)
+    return {
+        "outer_step": best["outer_step"],
+        "inner_steps": best["inner_steps"],
+        **{key: scores[key] for key in BEST_VAL_SCORES},
+    }
 
 
 def _labelled_scores(dataset, train, support, contexts, adapted, routing) -> dict:

@@ -19,6 +19,7 @@ from mixer.methods.build import build_learner, pick_device
 from mixer.records.atomic import atomic_write
 from mixer.records.identity import CELL, IdentityError, check_dataset, differences, fingerprint
 from mixer.records.model_file import MODEL_FORMAT
+from mixer.training.batches import make_batch
 from mixer.training.bookkeeping import Diverged, TrainLog
 from mixer.training.checkpoints import Checkpoint
 from mixer.training.progress import reporting
@@ -46,6 +47,8 @@ def train_cell(
     torch.manual_seed(seed)
     device = pick_device(cfg["device"])
     learner, train = build_learner(cfg, dataset, device, seed)
+    if cfg["training"].get("val_every"):
+        learner.validation = make_batch(dataset, "val", cfg["regime_knobs"], device)
     checkpoint = Checkpoint(out_dir / "checkpoint.pt", identity)
     status, reason, log = "ok", "", TrainLog()
     began = time.perf_counter()
@@ -74,6 +77,8 @@ def train_cell(
         "device": str(device),
         "peak_memory_mb": peak_memory_mb(device),
         "routing_trace": log.routing if log.routing and log.routing[0] else None,
+        # The state of lowest validation MSE (val_every > 0) beside the final one.
+        "best_val": log.best_val if status == "ok" else None,
     }
     log.write_csv(out_dir / "train_log.csv")
     if not log.rows:

@@ -21,7 +21,7 @@ _EXPORTS = {
         "train_alternating",
         "train_joint",
     ),
-    "mixer.training.optim": ("make_optimizer", "step_schedule_factor"),
+    "mixer.training.optim": ("lr_factor", "make_optimizer", "step_schedule_factor"),
     "mixer.training.progress": ("report", "reporting"),
 }
 __all__, __getattr__, __dir__ = lazy_exports("mixer.training", globals(), _EXPORTS)

@@ -39,6 +39,9 @@ class TrainLog:
     routing: list[list[int]] = field(default_factory=list)
     seconds: float = 0.0
     inner_steps: int = 0
+    # The state of lowest validation MSE so far (training's val_every > 0), or None:
+    # {"outer_step", "inner_steps", "mse_val", "learner": the learner's state_dict on the CPU}.
+    best_val: dict | None = None
 
     def write_csv(self, path: Path) -> None:
         if not self.rows:
@@ -70,6 +73,7 @@ class RunState:
         self.checkpoint = checkpoint
         self.log, self.start = resume(checkpoint, learner, optimizers)
         self.n_outer = cfg["outer_steps"]
+        self.val_every = cfg.get("val_every") or 0
         self._began = 0.0
 
     def outer_steps(self):
@@ -84,6 +88,8 @@ class RunState:
         end_outer_step(
             self.log, outer, losses, self._began, opt, self.learner, routing, self.n_outer
         )
+        if self.val_every:
+            track_validation(self.log, self.learner, outer, self.n_outer, self.val_every)
         maybe_checkpoint(
             self.checkpoint, self.cfg, outer, self.n_outer, self.learner, self.optimizers, self.log
         )
@@ -136,6 +142,37 @@ def end_outer_step(log: TrainLog, outer, losses, began, opt, learner, routing, n
         }
     )
     report(log.rows[-1], n_outer)
+
+
+def track_validation(log: TrainLog, learner, outer: int, n_outer: int, every: int) -> None:
+    """Every ``every`` outer steps and after the last: the validation MSE into the log row
+    (``mse_val``, empty on the other rows) and, when it is the lowest so far, a copy of the
+    learner's state as ``log.best_val``. Not counted in the step's training seconds."""
+    row = log.rows[-1]
+    row["mse_val"] = None
+    if (outer + 1) % every and outer + 1 < n_outer:
+        return
+    mse = learner.validation_mse()
+    row["mse_val"] = mse
+    if math.isfinite(mse) and (log.best_val is None or mse < log.best_val["mse_val"]):
+        state = {key: _to_cpu(value) for key, value in learner.state_dict().items()}
+        log.best_val = {
+            "outer_step": outer + 1,
+            "inner_steps": log.inner_steps,
+            "mse_val": mse,
+            "learner": state,
+        }
+
+
+def _to_cpu(value):
+    """A copy on the CPU of a state entry (tensors, and mappings or lists of them)."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu", copy=True)
+    if isinstance(value, dict):
+        return {key: _to_cpu(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_to_cpu(item) for item in value)
+    return value
 
 
 def maybe_checkpoint(checkpoint, cfg, outer, n_outer, learner, optimizers: dict, log) -> None:

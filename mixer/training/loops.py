@@ -26,7 +26,7 @@ from pathlib import Path
 import torch
 
 from mixer.training.bookkeeping import RunState, TrainLog
-from mixer.training.optim import make_optimizer, step_schedule_factor
+from mixer.training.optim import lr_factor, make_optimizer
 
 
 def proximal_scales(params, mode: str = "sum") -> list[float]:
@@ -116,7 +116,7 @@ def train_alternating(learner, batch, cfg: dict, checkpoint: Path | None = None)
     for outer in run.outer_steps():
         learner.start_outer_step(outer, n_outer)
         for group in opt_model.param_groups:
-            group["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
+            group["lr"] = cfg["lr_model"] * lr_factor(cfg, outer, n_outer)
         losses = []
         for params, opt, n_inner, beta, scales in phases:
             if not params:
@@ -173,7 +173,7 @@ def train_joint(
     n_outer, n_steps = cfg["outer_steps"], cfg["n_ctx"] + cfg["n_model"]
     for outer in run.outer_steps():
         learner.start_outer_step(outer, n_outer)
-        opt.param_groups[0]["lr"] = cfg["lr_model"] * step_schedule_factor(outer, n_outer)
+        opt.param_groups[0]["lr"] = cfg["lr_model"] * lr_factor(cfg, outer, n_outer)
         losses = []
         for _ in range(n_steps):
             envs = _env_subset(learner, batch, cfg.get("env_batch"))

@@ -169,6 +169,14 @@ def make_optimizer(name: str, params, lr: float) -> MaskedAdaptive:
     return MaskedAdaptive(params, lr=lr, belief=name == "adabelief")
 
 
+def lr_factor(cfg: dict, outer_step: int, n_outer: int) -> float:
+    """The model's learning-rate multiplier at ``outer_step`` under the training block's
+    ``lr_schedule``: 'step' (:func:`step_schedule_factor`) or 'constant' (1)."""
+    if cfg.get("lr_schedule", "step") == "constant":
+        return 1.0
+    return step_schedule_factor(outer_step, n_outer)
+
+
 def step_schedule_factor(outer_step: int, n_outer: int, drops=(1 / 3, 2 / 3), factor=0.4):
     """Learning-rate multiplier: x factor at each fraction of training in ``drops``."""
     passed = sum(outer_step >= round(d * n_outer) for d in drops)

@@ -191,6 +191,29 @@ def test_cavia_meta_gradient_from_sensitivities_matches_autograd_second_order(
     )
 
 
+def test_cavia_takes_autograd_for_a_large_context(config, monkeypatch):
+    """Above SENSITIVITY_MAX_DIM context entries the inner gradient is autograd's (the
+    sensitivities would carry a tangent rollout per entry), and the meta-gradient is the same
+    as the sensitivities give."""
+    from mixer.methods import cavia
+
+    learner = _learner(config, "cavia", 3, cavia_inner_lr=0.5, depth=2)
+    learner.model.double()
+    support, query = learner.split(_toy_batch(n_traj=4))
+    params = learner.model_parameters()
+    assert learner.sensitivities()
+    fast = torch.autograd.grad(learner.meta_loss(support, query, False), params)
+    monkeypatch.setattr(cavia, "SENSITIVITY_MAX_DIM", CTX - 1)
+    assert not learner.sensitivities()
+    calls = []
+    original = learner._inner_loop_autograd
+    learner._inner_loop_autograd = lambda *a: calls.append(1) or original(*a)
+    slow = torch.autograd.grad(learner.meta_loss(support, query, False), params)
+    assert calls
+    for a, b in zip(fast, slow, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+
+
 def test_cavia_inner_loop_gives_each_environment_its_own_context(config):
     """Batched inner loop == the inner loop run on each environment alone."""
     learner = _learner(config, "cavia", 3, cavia_inner_steps=2)

@@ -179,22 +179,22 @@ def test_the_shipped_anchors_are_the_authors_figures():
         "coda-lv-id": ("lotka_volterra", "coda", "mse_id", 1.47e-5, 1.47e-5),
         "coda-lv-ood": ("lotka_volterra", "coda", "mse_ood", 2.19e-5, 2.19e-5),
         "coda-lv-ood-w64": ("lotka_volterra", "coda", "mse_ood", 1.99e-5, 1.99e-5),
-        "coda-go-id": ("glycolytic", "coda", "mse_id", 4.12e-4, 4.91e-4),
-        "coda-go-id-w90": ("glycolytic", "coda", "mse_id", 5.77e-4, 5.77e-4),
-        "coda-go-ood": ("glycolytic", "coda", "mse_ood", 4.23e-4, 4.23e-4),
-        "coda-sk-id": ("selkov", "coda", "mse_id", 8.99e-3, 1.04e-2),
-        "coda-sk-ood": ("selkov", "coda", "mse_ood", 7.84e-3, 8.73e-3),
+        "coda-go-id": ("glycolytic_authors|glycolytic", "coda", "mse_id", 4.12e-4, 4.91e-4),
+        "coda-go-id-w90": ("glycolytic_authors|glycolytic", "coda", "mse_id", 5.77e-4, 5.77e-4),
+        "coda-go-ood": ("glycolytic_authors|glycolytic", "coda", "mse_ood", 4.23e-4, 4.23e-4),
+        "coda-sk-id": ("selkov_authors|selkov", "coda", "mse_id", 8.99e-3, 1.04e-2),
+        "coda-sk-ood": ("selkov_authors|selkov", "coda", "mse_ood", 7.84e-3, 8.73e-3),
         "ncf-lv-id": ("lotka_volterra", "ncf", "mse_id", 3.66e-5, 3.66e-5),
-        "ncf-go-id": ("glycolytic", "ncf", "mse_id", 5.91e-4, 5.91e-4),
-        "ncf-go-ood": ("glycolytic", "ncf", "mse_ood", 5.90e-4, 5.90e-4),
-        "ncf-sk-id": ("selkov", "ncf", "mse_id", 3.37e-4, 3.37e-4),
-        "ncf-sk-ood": ("selkov", "ncf", "mse_ood", 7.45e-2, 7.45e-2),
+        "ncf-go-id": ("glycolytic_authors|glycolytic", "ncf", "mse_id", 5.91e-4, 5.91e-4),
+        "ncf-go-ood": ("glycolytic_authors|glycolytic", "ncf", "mse_ood", 5.90e-4, 5.90e-4),
+        "ncf-sk-id": ("selkov_authors|selkov", "ncf", "mse_id", 3.37e-4, 3.37e-4),
+        "ncf-sk-ood": ("selkov_authors|selkov", "ncf", "mse_ood", 7.45e-2, 7.45e-2),
         "cavia-lv-id": ("lotka_volterra", "cavia", "mse_id", 1.8e-3, 1.8e-3),
         "cavia-lv-ood": ("lotka_volterra", "cavia", "mse_ood", 1.6e-3, 1.6e-3),
-        "cavia-go-id": ("glycolytic", "cavia", "mse_id", 1.08e-2, 1.08e-2),
-        "cavia-go-ood": ("glycolytic", "cavia", "mse_ood", 3.97e-2, 3.97e-2),
-        "cavia-sk-id": ("selkov", "cavia", "mse_id", 5.36e-2, 5.36e-2),
-        "cavia-sk-ood": ("selkov", "cavia", "mse_ood", 4.45e-2, 4.45e-2),
+        "cavia-go-id": ("glycolytic_authors|glycolytic", "cavia", "mse_id", 1.08e-2, 1.08e-2),
+        "cavia-go-ood": ("glycolytic_authors|glycolytic", "cavia", "mse_ood", 3.97e-2, 3.97e-2),
+        "cavia-sk-id": ("selkov_authors|selkov", "cavia", "mse_id", 5.36e-2, 5.36e-2),
+        "cavia-sk-ood": ("selkov_authors|selkov", "cavia", "mse_ood", 4.45e-2, 4.45e-2),
     }
     # Every figure names the file and line it was read from, and which checkpoint it is.
     assert anchors["source"].str.contains(r"@[0-9a-f]{7} \S+:\d+").all()
@@ -204,7 +204,10 @@ def test_the_shipped_anchors_are_the_authors_figures():
     assert coda_id["selection"].str.contains("chosen on test").all()
     # Names the suite uses: the registry's learners, the default config's datasets.
     assert set(anchors["learner"]) <= set(learner_names())
-    assert set(anchors["dataset"]) <= set(load_config(REPO / "config" / "config.yaml")["datasets"])
+    # The authors' data design first (config/reproduce.yaml's datasets), then the default's.
+    names = {name for both in anchors["dataset"] for name in both.split("|")}
+    config = load_config(REPO / "config" / "config.yaml", REPO / "config" / "reproduce.yaml")
+    assert names <= set(config["datasets"])
 
 
 def test_config_key_defaults_to_the_shipped_anchors():
@@ -214,3 +217,26 @@ def test_config_key_defaults_to_the_shipped_anchors():
     assert path == "config/literature.csv" and (REPO / path).is_file()
     with pytest.raises(ConfigError, match="literature"):
         validate_config({"literature": 3})
+
+
+def test_an_anchor_on_several_datasets_gives_a_row_per_dataset(tmp_path):
+    """`a|b`: the authors' data design (a) and the default dataset (b) are both compared,
+    each in its own row; other datasets of the same system are not."""
+    anchors = ANCHORS.replace("glycolytic,coda", "glycolytic_authors|glycolytic,coda")
+    runs = pd.DataFrame(
+        [
+            ("glycolytic_authors", "coda", 0, 2e-4),
+            ("glycolytic", "coda", 0, 8e-4),
+            ("glycolytic_sweep", "coda", 0, 1.0),
+        ],
+        columns=["dataset", "method", "seed", "mse_id"],
+    ).assign(regime="default", status="ok", reason="", learner="coda", mse_ood=1.0)
+    runs.to_csv(tmp_path / "runs.csv", index=False)
+    (tmp_path / "anchors.csv").write_text(anchors)
+    paths = write_literature(tmp_path / "runs.csv", tmp_path / "anchors.csv", tmp_path / "out")
+    table = pd.read_csv(paths["csv"])
+    rows = table[table["dataset"].str.startswith("glycolytic") & (table["learner"] == "coda")]
+    assert dict(zip(rows["dataset"], rows["ours_mean"], strict=True)) == {
+        "glycolytic": 8e-4,
+        "glycolytic_authors": 2e-4,
+    }

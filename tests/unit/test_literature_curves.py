@@ -79,7 +79,7 @@ def _runs(tmp_path, cells, best=None):
     runs["learner"] = "coda"
     runs["mse_ood"] = 4e-4
     if best is not None:
-        runs["mse_id_best_val"] = best
+        runs["best_val.mse_id"] = best
     runs.to_csv(tmp_path / "runs.csv", index=False)
     return tmp_path / "runs.csv"
 
@@ -212,3 +212,35 @@ def test_the_shipped_curves_hold_the_authors_logged_values():
         low = anchors.set_index("anchor").loc[anchor, "low"]
         assert curves[curves["anchor"] == anchor]["value"].min() >= low * (1 - 5e-3)
     assert curves["source"].str.match(r"ddrous/\w+@[0-9a-f]{7} \S+:\d+$").all()
+
+
+def test_learning_curves_figure_draws_the_logged_cells_beside_their_curves(tmp_path):
+    """One panel per dataset and method whose cells logged mse_val; the authors' in-domain
+    curves of that learner on that dataset beside them; a run without any says so."""
+    from mixer.report.plots import learning_curves as figure
+
+    anchors_file, curves_file = _files(tmp_path)
+    anchors = read_anchors(anchors_file)
+    curves = read_curves(curves_file, anchors)
+    rows = []
+    for seed in (0, 1):
+        run = tmp_path / f"seed{seed}"
+        run.mkdir()
+        log = "outer_step,inner_steps,loss,mse_val\n1,24,1.0,\n2,48,0.5,0.3\n3,72,0.4,0.2\n"
+        (run / "train_log.csv").write_text(log)
+        rows.append(("glycolytic", "default", "coda-authors", seed, "ok", "coda", str(run)))
+    columns = ["dataset", "regime", "method", "seed", "status", "learner", "run_dir"]
+    runs = pd.DataFrame(rows, columns=columns)
+    assert figure.train_curve(tmp_path / "seed0")["mse_val"].tolist() == [0.3, 0.2]
+    # Only the in-domain anchor's runs a and b: the adaptation anchor has no training curve.
+    theirs = figure._their_curves(anchors, curves, "glycolytic", "coda")
+    assert [label for label, _, _ in theirs] == ["go-id a", "go-id b"]
+    assert figure._their_curves(anchors, curves, "glycolytic", "ncf") == []
+    drawn = figure.draw_learning_curves(runs, anchors, curves, tmp_path / "curves.png")
+    assert drawn.stat().st_size > 10_000
+    # Without logged validation errors the figure is still written, and says why it is empty.
+    for seed in (0, 1):
+        (tmp_path / f"seed{seed}" / "train_log.csv").write_text("outer_step,loss\n1,1.0\n")
+    assert figure.train_curve(tmp_path / "seed0") is None
+    empty = figure.draw_learning_curves(runs, anchors, curves, tmp_path / "empty.png")
+    assert empty.is_file()

@@ -46,6 +46,7 @@ rule literature:
         runs=rules.aggregate.output.runs,
         anchors=config["literature"],
         curves=literature_curves,
+        train_logs=cell_targets("train_log.csv"),
     output:
         table=report(
             "results/tables/literature.csv",
@@ -53,6 +54,12 @@ rule literature:
             category="Tables",
         ),
         markdown="results/tables/literature.md",
+        figure=report(
+            "results/figures/learning_curves.png",
+            caption="../report/learning_curves.rst",
+            category="Figures",
+            subcategory="Errors",
+        ),
     log:
         "logs/literature.log",
     conda:
@@ -64,7 +71,7 @@ rule literature:
         "Setting the baselines against their authors' logged figures"
     shell:
         "mixer literature --runs {input.runs} --anchors {input.anchors}"
-        " --out-dir $(dirname {output.table}) > {log} 2>&1"
+        " --out-dir $(dirname {output.table}) --figure {output.figure} > {log} 2>&1"
 
 
 # The figures read runs.csv, then the metrics.json of every cell it lists and, for family
