@@ -29,7 +29,12 @@ MIN_MEM_MB = 3000
 DEFAULTS = {"train": {"runtime": 120, "mem_mb": 4000}, "evaluate": {"runtime": 60, "mem_mb": 4000}}
 # What changes a step's cost: everything of the resolved cell but its identity and budget.
 NOT_COST = ("seed", "device", "method", "regime", "dataset")
-BUDGET = {"training": ("outer_steps", "checkpoint_every"), "adaptation": ("steps",)}
+# Budget, and keys that leave a step's cost as it is (the schedule; the validation every
+# val_every outer steps, a few rollouts), so that adding them kept the measured classes.
+BUDGET = {
+    "training": ("outer_steps", "checkpoint_every", "lr_schedule", "val_every"),
+    "adaptation": ("steps",),
+}
 
 
 def cost_fingerprint(cell: dict) -> str:

@@ -55,6 +55,14 @@ def test_the_budget_does_not_change_the_fingerprint_but_the_solver_does():
     other = lv_cell()
     other["solver"]["substeps"] += 1
     assert cost_fingerprint(cell) != cost_fingerprint(other)
+    # Neither does the schedule or the validation trace: the shipped classes stay measured.
+    schedule = lv_cell()
+    schedule["training"].update(lr_schedule="constant", val_every=5)
+    assert cost_fingerprint(cell) == cost_fingerprint(schedule)
+    paper = load_config(ROOT / "config/config.yaml", ROOT / "config/paper.yaml")
+    coda = resolve_cell(paper, "lotka_volterra", "default", "coda-baseline", 0)
+    row = read_costs(ROOT / "config/costs.csv")[("lotka_volterra", "coda-baseline", "default")]
+    assert cost_fingerprint(coda) == row["fingerprint"]
 
 
 def test_a_stale_or_missing_row_keeps_the_flat_defaults(tmp_path):
