@@ -220,7 +220,8 @@ def test_tiny_end_to_end_run_then_nothing_to_do(workdir, monkeypatch):
     # No coda or ncf cell on the anchors' datasets: every logged figure stands alone.
     assert set(pd.read_csv(tables / "literature.csv")["verdict"]) == {"not run"}
     figures = root / "results" / "figures"  # every figure, and the claims' (rule claims)
-    assert sorted(p.stem for p in figures.glob("*.png")) == sorted([*FIGURES, "claims"])
+    expected = [*FIGURES, "claims", "learning_curves"]  # the last: rule literature
+    assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)
     report = snakemake(workdir, "--report", "results/report.html", *TINY)
     assert report.returncode == 0, report.stderr[-3000:]
     html = (root / "results" / "report.html").read_text()
@@ -374,7 +375,8 @@ def test_keep_going_failed_cell_is_listed_then_retried_alone(workdir):
     assert "K=3 experts but only 2 training environments" in runs.loc["mixer", "reason"]
     assert "| default | mixer | 0/1 |" in (workdir / "results/tables/summary.md").read_text()
     figures = workdir / "results" / "figures"
-    assert sorted(p.stem for p in figures.glob("*.png")) == sorted([*FIGURES, "claims"])
+    expected = [*FIGURES, "claims", "learning_curves"]  # the last: rule literature
+    assert sorted(p.stem for p in figures.glob("*.png")) == sorted(expected)
     assert (workdir / "results/tables/literature.md").is_file()
 
     # Without the failed method the partial tables are rebuilt by the rules, nothing trained.
