@@ -36,6 +36,7 @@ SAME_STEP_COLUMNS = [
     "their_runs_at_our_steps",
     "their_runs",
     "fair_ratio",
+    "end_ratio",
     "their_end_step",
     "their_end_low",
     "their_end_high",
@@ -150,6 +151,7 @@ def same_steps(anchor, ok: pd.DataFrame, mean: float, curve: pd.DataFrame | None
         "their_runs_at_our_steps": 0,
         "their_runs": 0,
         "fair_ratio": np.nan,
+        "end_ratio": np.nan,
         "their_end_step": np.nan,
         "their_end_low": np.nan,
         "their_end_high": np.nan,
@@ -167,6 +169,8 @@ def same_steps(anchor, ok: pd.DataFrame, mean: float, curve: pd.DataFrame | None
             "their_runs_at_our_steps": reached,
             "their_runs": runs,
             "fair_ratio": mean / math.sqrt(low * high) if reached else np.nan,
+            # Against their last logged value once our budget reaches its step.
+            "end_ratio": mean / math.sqrt(end_low * end_high) if our_steps >= end_step else np.nan,
             "their_end_step": end_step,
             "their_end_low": end_low,
             "their_end_high": end_high,
@@ -217,7 +221,8 @@ def same_step_lines(table: pd.DataFrame, ours_text: Callable[[pd.Series], str]) 
         "their final model was adapted). `ours`: our final models, as above. `ours "
         "best-on-val`: our checkpoints chosen on validation data; `not recorded` when the "
         "runs keep only the final model. `fair ratio`: ours over theirs at our steps (a "
-        "range's geometric middle). `their end`: their last logged value and its step. `their "
+        "range's geometric middle). `their end`: their last logged value and its step, and where "
+        "our steps reach it, our final value over it. `their "
         "figure`: which checkpoint the figure in `logged` is; one chosen on test data is "
         "optimistic.",
         "",
@@ -228,14 +233,17 @@ def same_step_lines(table: pd.DataFrame, ours_text: Callable[[pd.Series], str]) 
     for _, row in table.iterrows():
         steps = "—" if pd.isna(row["our_steps"]) else f"{row['our_steps']:,.0f}"
         if row["n_best_val"] > 0:
-            best = f"{_number(row['ours_best_val_mean'])} ({row['n_best_val']} seeds)"
+            seeds = "seed" if row["n_best_val"] == 1 else "seeds"
+            best = f"{_number(row['ours_best_val_mean'])} ({row['n_best_val']} {seeds})"
         else:
             best = "—" if row["n_cells"] == 0 else "not recorded"
         fair = "—" if pd.isna(row["fair_ratio"]) else f"{row['fair_ratio']:.3g}"
+        at_end = "—" if pd.isna(row["end_ratio"]) else f"{row['end_ratio']:.3g}"
         end = "—"
         if row["their_runs"] > 0:
             end_value = _range_text(row["their_end_low"], row["their_end_high"])
             end = f"{end_value} at {row['their_end_step']:,.0f}"
+            end = end if at_end == "—" else f"{end} (ours / theirs {at_end})"
         cells = [
             f"`{row['anchor']}`" if row["anchor"] else "—",
             row["dataset"],

@@ -144,6 +144,14 @@ def test_a_step_count_beyond_their_curve_has_no_fair_ratio(tmp_path):
     assert (row["their_runs_at_our_steps"], row["their_runs"]) == (0, 2)
     assert math.isnan(row["fair_ratio"]) and math.isnan(row["theirs_at_our_steps_low"])
     assert "| 2,400 | beyond their last step (1,000) |" in markdown
+    # Past their last step, ours is set against their end: 1e-3 over sqrt(1e-4 * 3e-2).
+    assert row["end_ratio"] == pytest.approx(1e-3 / math.sqrt(3e-6), rel=1e-12)
+    assert "1.00e-04–3.00e-02 at 1,000 (ours / theirs 0.577) |" in markdown
+
+
+def test_before_their_last_step_there_is_no_end_ratio(tmp_path):
+    table, _ = _write(tmp_path, [("coda", 0, "ok", 999, 1e-3)])
+    assert math.isnan(table.loc[("go-id", "coda")]["end_ratio"])
 
 
 def test_anchors_without_ids_keep_the_one_table(tmp_path):
