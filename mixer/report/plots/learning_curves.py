@@ -19,7 +19,7 @@ import pandas as pd
 
 from mixer.report.plots.panels import panel_grid, save
 
-EMPTY = "no cell logged its validation error (training's val_every is 0)"
+EMPTY = "no validation curve logged\n(training's val_every is 0)"
 
 
 def train_curve(run_dir) -> pd.DataFrame | None:
@@ -75,7 +75,8 @@ def draw_learning_curves(runs: pd.DataFrame, anchors, curves, out_png) -> Path:
         ax.set_yscale("log")
         ax.set_title(f"{dataset} · {method}", fontsize=9)
         ax.set_xlabel("gradient steps")
-        ax.set_ylabel("MSE (ours: val; authors: test)")
+        ax.set_ylabel("MSE (ours val, theirs test)")
         ax.legend(fontsize=6)
-    fig.suptitle("Validation error during training (dot: the state kept as best on val)")
+    fig.suptitle("Error during training (dot: best on val)", fontsize=10)
+    fig.tight_layout()
     return save(fig, Path(out_png))
