@@ -169,7 +169,13 @@ def partial_report():
             "--figure",
             rules.claims.output.figure,
         ],
-        [*literature, "--out-dir", str(tables), "--figure", rules.literature.output.figure],
+        [
+            *literature,
+            "--out-dir",
+            str(tables),
+            "--figure",
+            rules.literature.output.figure,
+        ],
         ["plot", "--runs", runs, "--out-dir", str(figures)],
     ]
     # One at a time: a table or figure that cannot be made does not cost the others.
