@@ -30,6 +30,7 @@ from mixer.records.atomic import atomic_write_text
 from mixer.report.literature_curves import (
     CURVE_COLUMNS,
     SAME_STEP_COLUMNS,
+    anchor_datasets,
     curves_path,
     read_curves,
     same_step_lines,
@@ -197,7 +198,7 @@ def compare(
         }
         # "a|b": the anchor's data as several datasets of the config hold it (e.g. the
         # authors' design, glycolytic_authors, and the default glycolytic).
-        names = str(anchor["dataset"]).split("|")
+        names = anchor_datasets(anchor)
         logged["dataset"] = names[0]
         cells = default[
             default["dataset"].isin(names) & (learners[default.index] == anchor["learner"])

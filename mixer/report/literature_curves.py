@@ -45,6 +45,11 @@ SAME_STEP_COLUMNS = [
 ]
 
 
+def anchor_datasets(anchor) -> list[str]:
+    """The dataset names of an anchor: its ``dataset`` field, several joined by ``|``."""
+    return str(anchor["dataset"]).split("|")
+
+
 def curves_path(anchors_path) -> Path:
     """Where the anchors' learning curves are looked for: ``<stem>_curves.csv`` beside them."""
     anchors_path = Path(anchors_path)

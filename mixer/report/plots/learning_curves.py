@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mixer.report.literature_curves import anchor_datasets
 from mixer.report.plots.panels import panel_grid, save
 
 EMPTY = "no validation curve logged\n(training's val_every is 0)"
@@ -40,8 +41,11 @@ def _their_curves(anchors: pd.DataFrame, curves: pd.DataFrame, dataset: str, lea
         return []
     found = []
     for _, anchor in anchors.iterrows():
-        names = str(anchor["dataset"]).split("|")
-        if dataset not in names or anchor["learner"] != learner or anchor["metric"] != "mse_id":
+        if (
+            dataset not in anchor_datasets(anchor)
+            or anchor["learner"] != learner
+            or anchor["metric"] != "mse_id"
+        ):
             continue
         for run, curve in curves[curves["anchor"] == anchor.get("anchor", "")].groupby("run"):
             label = f"{anchor['anchor']} {run}".strip()
