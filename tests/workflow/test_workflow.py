@@ -351,7 +351,8 @@ def planned(workdir):
     assert run.returncode == 0, run.stderr[-3000:]
     text = run.stdout + run.stderr
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", text, re.M))
-    cells = set(re.findall(r"Missing output files: results/runs/(\S+)/model\.pt", text))
+    # Snakemake lists a job's missing outputs in no fixed order (model.pt, train_log.csv).
+    cells = set(re.findall(r"Missing output files: [^\n]*?results/runs/([^\s,]+)/model\.pt", text))
     return {k: int(v) for k, v in counts.items() if k != "total"}, cells
 
 
